@@ -1,0 +1,98 @@
+r"""Prints a model's per-layer table (output shape, params, MAdds) and totals.
+
+  python -m experiments.summary --config=configs/v3_large.py [--config.FIELD=VALUE ...]
+  python -m experiments.summary --config=configs/v1.py --all     # the paper's width/resolution grid
+  python -m experiments.summary --config=configs/v2.py --all --json
+
+With --all, one row is printed per shipped config and grid point; --config is then optional and
+only its `model.num_classes` is used.
+"""
+
+import importlib
+import json
+import sys
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from mobilenet_jax import architecture, complexity
+from mobilenet_jax.config_errors import ConfigError
+from mobilenet_jax.registry import create_model
+
+_CONFIG = config_flags.DEFINE_config_file('config', None, 'Model config file.')
+_ALL = flags.DEFINE_bool('all', False, 'One row per shipped config over the papers\' grid.')
+_JSON = flags.DEFINE_bool('json', False, 'Print JSON lines instead of tables.')
+
+# The width multipliers and resolutions each paper reports.
+PAPER_GRID = {
+    'v1': [(w, 224) for w in (1.0, 0.75, 0.5, 0.25)] + [(1.0, r) for r in (192, 160, 128)],
+    'v2': [(w, 224) for w in (1.4, 1.0, 0.75, 0.5, 0.35)],
+    'v3_large': [(w, 224) for w in (1.0, 0.75)],
+    'v3_small': [(w, 224) for w in (1.0, 0.75)],
+}
+
+
+def summarize(config) -> tuple[dict, list[complexity.LayerCost]]:
+  """The totals record of one config and its per-layer costs; raises ConfigError if bad."""
+  model = create_model(config.model)
+  architecture.check_image_size(model.architecture, config.input.image_size)
+  costs = complexity.layer_costs(model, config.input.image_size)
+  params, madds = complexity.totals(costs)
+  record = {'config': config.name, 'width_multiplier': config.model.width_multiplier,
+            'image_size': config.input.image_size, 'num_classes': config.model.num_classes,
+            'params': params, 'madds': madds}
+  return record, costs
+
+
+def _layer_table(record: dict, costs: list[complexity.LayerCost]) -> str:
+  lines = [f'{"layer":<14}{"output shape":>18}{"params":>12}{"MAdds":>15}']
+  for c in costs:
+    shape = 'x'.join(map(str, c.output_shape))
+    lines.append(f'{c.name:<14}{shape:>18}{c.params:>12,}{c.madds:>15,}')
+  lines.append(f'{"total":<14}{"":>18}{record["params"]:>12,}{record["madds"]:>15,}')
+  lines.append(f'{record["config"]}: alpha {record["width_multiplier"]}, '
+               f'{record["image_size"]} px, {record["params"] / 1e6:.3f}M params, '
+               f'{record["madds"] / 1e6:.1f}M MAdds')
+  return '\n'.join(lines)
+
+
+def _grid_records(num_classes: int) -> list[dict]:
+  records = []
+  for family, grid in PAPER_GRID.items():
+    for width, size in grid:
+      config = importlib.import_module(f'configs.{family}').get_config()
+      config.model.num_classes = num_classes
+      config.model.width_multiplier = width
+      config.input.image_size = size
+      records.append(summarize(config)[0])
+  return records
+
+
+def main(argv):
+  del argv
+  logging.set_verbosity(logging.WARNING)  # keep the table free of backend start-up notes
+  config = _CONFIG.value
+  if config is None and not _ALL.value:
+    raise app.UsageError('--config is required, e.g. --config=configs/v3_large.py')
+  try:
+    if _ALL.value:
+      records = _grid_records(config.model.num_classes if config else 1000)
+      if _JSON.value:
+        print('\n'.join(json.dumps(r) for r in records))
+        return
+      print(f'{"config":<12}{"alpha":>7}{"size":>6}{"params":>12}{"MAdds":>15}')
+      for r in records:
+        print(f'{r["config"]:<12}{r["width_multiplier"]:>7}{r["image_size"]:>6}'
+              f'{r["params"]:>12,}{r["madds"]:>15,}')
+      return
+    record, costs = summarize(config)
+  except ConfigError as e:
+    sys.exit(f'error: {e}')
+  if _JSON.value:
+    print(json.dumps(record))
+  else:
+    print(_layer_table(record, costs))
+
+
+if __name__ == '__main__':
+  app.run(main)

@@ -1,0 +1,79 @@
+"""Configs as data: every field validated by the registry, variants, command-line overrides."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from configs import v1, v2, v3_large, v3_small
+from mobilenet_jax.config_errors import ConfigError
+from mobilenet_jax.registry import create_model
+
+
+@pytest.mark.parametrize('module', [v1, v2, v3_large, v3_small])
+def test_configs_share_the_base_and_build(module):
+  config = module.get_config()
+  assert config.model.name == 'mobilenet' and config.input.image_size == 224
+  assert create_model(config.model).num_classes == 1000
+
+
+@pytest.mark.parametrize('field, value, message', [
+    ('name', 'resnet50', "model.name='resnet50' is not allowed; choose one of: 'mobilenet'"),
+    ('dtype', 'float16', "model.dtype='float16' is not allowed; choose one of: 'float32', "
+                         "'bfloat16'"),
+    ('padding', 'valid', "model.padding='valid' is not allowed"),
+    ('depthwise_implementation', 'fft', "model.depthwise_implementation='fft' is not allowed"),
+    ('se_gate', 'sigmoid', "model.se_gate='sigmoid' is not allowed"),
+    ('num_classes', 0, 'model.num_classes=0 is not allowed'),
+    ('dropout_rate', 1.0, 'model.dropout_rate=1.0 is not allowed; it must be a number in [0, 1)'),
+    ('bn_momentum', 1.5, 'model.bn_momentum=1.5 is not allowed'),
+    ('width_multiplier', 0.0, 'model.width_multiplier=0.0 is not allowed'),
+])
+def test_registry_rejects_bad_fields(field, value, message):
+  config = v3_small.get_config()
+  config.model[field] = value
+  with pytest.raises(ConfigError) as error:
+    create_model(config.model)
+  assert message in str(error.value) and '\n' not in str(error.value)
+
+
+def test_unknown_variant():
+  with pytest.raises(ConfigError, match="config variant 'minimalistic' is not allowed for v2"):
+    v2.get_config('minimalistic')
+
+
+def _summary(*args):
+  return subprocess.run([sys.executable, '-m', 'experiments.summary', *args],
+                        capture_output=True, text=True, timeout=120)
+
+
+def test_summary_applies_command_line_overrides():
+  result = _summary('--config=configs/v3_large.py:minimalistic', '--json',
+                    '--config.model.width_multiplier=0.75', '--config.input.image_size=160',
+                    '--config.model.num_classes=10')
+  assert result.returncode == 0, result.stderr
+  record = json.loads(result.stdout)
+  assert record['config'] == 'v3_large:minimalistic'
+  assert (record['width_multiplier'], record['image_size'], record['num_classes']) == (0.75, 160, 10)
+  assert set(record) == {'config', 'width_multiplier', 'image_size', 'num_classes', 'params',
+                         'madds'}
+
+
+def test_summary_bad_value_is_one_clear_line():
+  result = _summary('--config=configs/v1.py', '--config.input.image_size=16')
+  assert result.returncode != 0
+  assert result.stderr.strip().splitlines()[-1] == (
+      'error: input.image_size=16 is not allowed; this architecture (total stride 32) needs an '
+      'integer >= 32')
+
+
+def test_summary_all_prints_the_paper_grid():
+  result = _summary('--all', '--json')
+  assert result.returncode == 0, result.stderr
+  records = [json.loads(line) for line in result.stdout.splitlines()]
+  assert [(r['config'], r['width_multiplier'], r['image_size']) for r in records][:7] == [
+      ('v1', 1.0, 224), ('v1', 0.75, 224), ('v1', 0.5, 224), ('v1', 0.25, 224),
+      ('v1', 1.0, 192), ('v1', 1.0, 160), ('v1', 1.0, 128)]
+  assert len(records) == 7 + 5 + 2 + 2
+  assert {r['config'] for r in records} == {'v1', 'v2', 'v3_large', 'v3_small'}

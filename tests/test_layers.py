@@ -1,0 +1,90 @@
+"""Channel rounding, activations, squeeze-and-excite and the depthwise implementations."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from mobilenet_jax import depthwise
+from mobilenet_jax.layers import ACTIVATIONS, SqueezeExcite, make_divisible
+
+
+@pytest.mark.parametrize('value, expected', [
+    (16, 16), (16 * 0.75, 16), (16 * 0.5, 8), (32 * 0.35, 16), (24 * 0.35, 8),
+    (96 * 0.75, 72), (18, 24),  # 16 would be under 90% of 18
+    (1280 * 1.4, 1792), (3, 8), (0.1, 8), (100, 104), (44, 48),
+])
+def test_make_divisible(value, expected):
+  assert make_divisible(value) == expected
+
+
+def test_make_divisible_never_below_90_percent_and_divisible():
+  for v in np.linspace(1, 2000, 997):
+    r = make_divisible(v)
+    assert r % 8 == 0 and r >= 0.9 * v and r >= 8
+
+
+def test_make_divisible_other_divisor():
+  assert make_divisible(7, divisor=4) == 8
+  assert make_divisible(9, divisor=4) == 12  # 8 would be under 90% of 9
+
+
+def test_activations():
+  x = jnp.array([-4.0, -3.0, -1.0, 0.0, 1.0, 3.0, 7.0])
+  np.testing.assert_allclose(ACTIVATIONS['relu6'](x), [0, 0, 0, 0, 1, 3, 6])
+  np.testing.assert_allclose(ACTIVATIONS['hard_sigmoid'](x), [0, 0, 1 / 3, 0.5, 2 / 3, 1, 1],
+                             rtol=1e-6)
+  np.testing.assert_allclose(ACTIVATIONS['hard_swish'](x), x * np.clip(x + 3, 0, 6) / 6,
+                             rtol=1e-6)
+  np.testing.assert_allclose(ACTIVATIONS['relu'](x), np.maximum(x, 0))
+
+
+def test_squeeze_excite_gates_each_channel():
+  x = jax.random.normal(jax.random.key(0), (2, 5, 5, 16))
+  se = SqueezeExcite(squeeze_width=8)
+  variables = se.init(jax.random.key(1), x)
+  assert variables['params']['reduce']['kernel'].shape == (16, 8)
+  assert variables['params']['expand']['kernel'].shape == (8, 16)
+  y = se.apply(variables, x)
+  gate = y / x  # one gate per image and channel, shared over space, in [0, 1]
+  np.testing.assert_allclose(gate, jnp.broadcast_to(gate[:, :1, :1], gate.shape), rtol=1e-4)
+  assert float(gate.min()) >= 0 and float(gate.max()) <= 1
+
+
+@pytest.mark.parametrize('padding', depthwise.PADDINGS)
+@pytest.mark.parametrize('kernel', [3, 5])
+@pytest.mark.parametrize('stride', [1, 2])
+@pytest.mark.parametrize('size', [7, 8])
+def test_depthwise_implementations_agree(padding, kernel, stride, size):
+  x = jax.random.normal(jax.random.key(0), (2, size, size, 6))
+  modules = {impl: depthwise.DepthwiseConv(kernel, stride, padding, impl)
+             for impl in depthwise.IMPLEMENTATIONS}
+  params = modules['grouped'].init(jax.random.key(1), x)
+  cotangent = None
+  results = {}
+  for impl, module in modules.items():
+    assert jax.tree.map(jnp.shape, module.init(jax.random.key(1), x)) == jax.tree.map(
+        jnp.shape, params)
+    y, vjp = jax.vjp(lambda p, x, m=module: m.apply(p, x), params, x)
+    if cotangent is None:
+      cotangent = jax.random.normal(jax.random.key(2), y.shape)
+    results[impl] = (y, *vjp(cotangent))
+  reference = results.pop('grouped')
+  for impl, result in results.items():
+    for got, want in zip(jax.tree.leaves(result), jax.tree.leaves(reference)):
+      np.testing.assert_allclose(got, want, atol=1e-5, rtol=1e-5, err_msg=impl)
+
+
+@pytest.mark.parametrize('size, stride, kernel, expected', [
+    (8, 2, 3, (0, 1)), (7, 2, 3, (1, 1)), (8, 1, 5, (2, 2)), (8, 2, 5, (1, 2))])
+def test_same_padding_matches_tensorflow(size, stride, kernel, expected):
+  assert depthwise.spatial_padding(size, kernel, stride, 'same') == expected
+  # The output has ceil(size / stride) pixels, as TensorFlow's 'SAME' gives.
+  lo, hi = expected
+  assert (size + lo + hi - kernel) // stride + 1 == -(-size // stride)
+
+
+def test_auto_implementation_is_a_known_one():
+  assert depthwise.resolve_implementation('auto') in depthwise.IMPLEMENTATIONS
+  assert depthwise.resolve_implementation('grouped') == 'grouped'
