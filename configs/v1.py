@@ -22,4 +22,4 @@ def get_config(arg: str | None = None):
       ('ds',   3,     None,     1024, False, 'relu6',   2,     1),
       ('ds',   3,     None,     1024, False, 'relu6',   1,     1),
   )
-  return common.apply_variants(config, 'v1', arg, ('small_image',))
+  return common.apply_variants(config, 'v1', arg, ('small_image', 'fashion_mnist'))

@@ -1,0 +1,54 @@
+"""A tiny network and mock-data configs for training tests: compiles in seconds."""
+
+import tensorflow_datasets as tfds
+
+from configs import v3_small
+
+TINY_TABLE = (
+    # block  kernel expansion out se     activation    stride repeats
+    ('conv', 3,     None,     8,  False, 'hard_swish', 2,     1),
+    ('ir',   3,     16,       8,  True,  'relu',       1,     1),
+    ('ir',   5,     24,       16, False, 'hard_swish', 2,     1),
+)
+EVAL_SPLIT = {'cifar10': 'test', 'imagenet2012': 'validation'}
+CLASSES = {'cifar10': 10, 'imagenet2012': 1000}
+
+
+def tiny_config(dataset: str = 'cifar10', **fields):
+  config = v3_small.get_config()
+  config.dataset = dataset
+  config.download = True  # a no-op under tfds.testing.mock_data
+  config.eval_split = EVAL_SPLIT.get(dataset, 'test')
+  config.model.blocks = TINY_TABLE
+  config.model.head_width = 16
+  config.model.num_classes = CLASSES.get(dataset, 10)
+  config.model.bn_momentum = 0.9
+  config.input.image_size = 16
+  config.input.preprocessing = 'small' if dataset == 'cifar10' else 'imagenet'
+  config.input.shuffle_buffer = 64
+  config.batch_size = 8
+  config.num_train_steps = 4
+  config.optimizer = 'sgd'
+  config.learning_rate = 0.1
+  config.lr_base_batch_size = 8
+  config.schedule = 'cosine'
+  config.warmup_epochs = 0.0
+  config.ema_decay = 0.9
+  config.log_every_steps = 1
+  config.eval_every_steps = 4
+  config.checkpoint_every_steps = 2
+  # tfds.testing.mock_data swaps in a process-wide mock file system while a dataset is opened,
+  # which a background checkpoint write would land in.
+  config.async_checkpoints = False
+  for key, value in fields.items():
+    target = config
+    *path, last = key.split('.')
+    for part in path:
+      target = target[part]
+    target[last] = value
+  return config
+
+
+def mock_data(num_examples: int = 24):
+  return tfds.testing.mock_data(num_examples=num_examples,
+                                policy=tfds.testing.MockPolicy.USE_CODE)
