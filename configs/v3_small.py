@@ -26,23 +26,7 @@ def get_config(arg: str | None = None):
   )
   config.model.head_width = 1024
   config.model.head_activation = 'hard_swish'
-  _paper_recipe(config)
+  common.v3_paper_recipe(config)
   return common.apply_variants(config, 'v3_small', arg,
                                ('minimalistic', 'small_image', 'fashion_mnist'))
 
-
-def _paper_recipe(config):
-  """ImageNet recipe of the V3 paper (Section 6.1): RMSProp with momentum 0.9, learning rate 0.1
-  at batch 4096 decayed x0.01 every 3 epochs (as printed; torchvision's reproduction uses x0.973
-  every 2 epochs from 0.064 at batch 1024), L2 1e-5, dropout 0.2, weight EMA 0.9999, BN
-  momentum 0.99."""
-  config.batch_size = 4096
-  config.learning_rate = 0.1
-  config.lr_base_batch_size = 4096
-  config.schedule = 'exponential'
-  config.warmup_epochs = 0.0
-  config.decay_epochs = 3.0
-  config.decay_rate = 0.01
-  config.weight_decay = 2e-5  # TF's L2 of 1e-5 on the loss
-  config.label_smoothing = 0.0
-  config.ema_decay = 0.9999

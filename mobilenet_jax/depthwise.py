@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from mobilenet_jax import config_errors
+from mobilenet_jax import config_errors, implementations
 
 PADDINGS = ('symmetric', 'same')
 
@@ -68,10 +68,8 @@ CHOICES = ('auto', *IMPLEMENTATIONS)
 
 
 def resolve_implementation(name: str) -> str:
-  config_errors.check_choice('model.depthwise_implementation', name, CHOICES)
-  if name == 'auto':
-    return FASTEST_ON_BACKEND.get(jax.default_backend(), 'grouped')
-  return name
+  return implementations.resolve('model.depthwise_implementation', name, IMPLEMENTATIONS,
+                                 FASTEST_ON_BACKEND, 'grouped')
 
 
 class DepthwiseConv(nn.Module):

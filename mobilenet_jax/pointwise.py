@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from mobilenet_jax import config_errors
+from mobilenet_jax import implementations
 
 IMPLEMENTATIONS = ('conv', 'matmul')
 FASTEST_ON_BACKEND = {'cpu': 'matmul'}
@@ -19,10 +19,8 @@ CHOICES = ('auto', *IMPLEMENTATIONS)
 
 
 def resolve_implementation(name: str) -> str:
-  config_errors.check_choice('model.pointwise_implementation', name, CHOICES)
-  if name == 'auto':
-    return FASTEST_ON_BACKEND.get(jax.default_backend(), 'conv')
-  return name
+  return implementations.resolve('model.pointwise_implementation', name, IMPLEMENTATIONS,
+                                 FASTEST_ON_BACKEND, 'conv')
 
 
 class PointwiseConv(nn.Module):

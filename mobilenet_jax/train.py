@@ -160,9 +160,8 @@ def _format_eta(seconds: float) -> str:
   return f'{hours}h{minutes:02d}m' if hours else f'{minutes}m{seconds:02d}s'
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
-                       overrides: tuple[str, ...] = ()) -> dict:
-  """Trains (or resumes) in `workdir` and returns the final results record."""
+def _prepare(config: ml_collections.ConfigDict, workdir: str):
+  """Everything checked before any compilation: config, workdir and data. Writes nothing."""
   model = validate_config(config)
   resuming = checkpointing.check_workdir(workdir, config)
   builder = datasets.load_builder(config)
@@ -171,6 +170,25 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     raise config_errors.ConfigError(
         f'model.num_classes={model.num_classes} is not allowed; {config.dataset} has '
         f'{spec.num_classes} classes')
+  return model, resuming, builder, spec
+
+
+def evaluate_latest(config: ml_collections.ConfigDict, workdir: str) -> tuple[int, dict]:
+  """(step, metrics) of the latest checkpoint in `workdir` on `config.eval_split`."""
+  model, resuming, builder, spec = _prepare(config, workdir)
+  runner = Runner(model, config, spec, _num_steps(config, spec))
+  manager = checkpointing.create_manager(workdir, config.keep_checkpoints, asynchronous=False)
+  state = checkpointing.restore_latest(manager, runner.abstract_state) if resuming else None
+  manager.close()
+  if state is None:
+    raise FileNotFoundError(f'no checkpoint to evaluate in {workdir}')
+  return int(state.step), runner.evaluate(state, input_pipeline.eval_batches(builder, config, spec))
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
+                       overrides: tuple[str, ...] = ()) -> dict:
+  """Trains (or resumes) in `workdir` and returns the final results record."""
+  model, resuming, builder, spec = _prepare(config, workdir)
   num_steps = _num_steps(config, spec)
   if not resuming and jax.process_index() == 0:
     checkpointing.save_config(workdir, config)

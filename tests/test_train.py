@@ -25,6 +25,9 @@ def _final_params(workdir):
 def test_a_few_steps_end_to_end(dataset, tmp_path):
   with mock_data():
     results = train.train_and_evaluate(tiny_config(dataset), str(tmp_path), ('--config.x=1',))
+    step, metrics = train.evaluate_latest(tiny_config(dataset), str(tmp_path))
+  assert step == 4 and metrics['raw/top1'] == results['top1']
+  assert metrics['ema/top5'] == results['ema_top5']
   assert results['steps'] == 4 and results['overrides'] == ['--config.x=1']
   assert 0 <= results['top1'] <= results['top5'] <= 1 and 0 <= results['ema_top1'] <= 1
   assert results['params'] > 0 and results['madds'] > 0 and results['images_per_second'] > 0
