@@ -6,7 +6,6 @@ from (seed, epoch, position). Resuming at step s rebuilds epoch s // steps_per_e
 the batches already seen before any decoding, so a resumed run sees the same images.
 """
 
-import concurrent.futures
 import dataclasses
 import functools
 from collections.abc import Iterator
@@ -73,30 +72,13 @@ def _train_epoch(builder, config, epoch: int, skip_batches: int, local_batch: in
 
 
 def train_batches(builder, config, spec: InputSpec, start_step: int) -> Iterator[dict]:
-  """Endless numpy batches of this process's share of the global batch, from `start_step`.
-
-  Each epoch's first batch waits for the shuffle buffer to fill, so the next epoch is opened
-  and its first batch fetched in the background while the current one is consumed.
-  """
+  """Endless numpy batches of this process's share of the global batch, from `start_step`."""
   local_batch = _local_batch_size(config.batch_size)
   epoch, skip = divmod(start_step, spec.steps_per_epoch)
-
-  def open_epoch(epoch: int, skip: int):
+  while True:
     ds = _train_epoch(builder, config, epoch, skip, local_batch, spec.steps_per_epoch)
-    batches = ds.prefetch(config.input.prefetch_batches).as_numpy_iterator()
-    return next(batches), batches
-
-  pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
-  try:
-    upcoming = pool.submit(open_epoch, epoch, skip)
-    while True:
-      first, rest = upcoming.result()
-      epoch += 1
-      upcoming = pool.submit(open_epoch, epoch, 0)
-      yield first
-      yield from rest
-  finally:  # a finished run does not wait for an epoch it will not use
-    pool.shutdown(wait=False, cancel_futures=True)
+    yield from ds.prefetch(config.input.prefetch_batches).as_numpy_iterator()
+    epoch, skip = epoch + 1, 0
 
 
 def eval_batches(builder, config, spec: InputSpec) -> Iterator[dict]:

@@ -34,7 +34,7 @@ def learning_rate_schedule(config: Any, steps_per_epoch: int, num_steps: int) ->
 def decay_mask(params) -> Any:
   """Weight decay applies to conv and dense kernels, never to batch-norm scales or biases."""
   return jax.tree_util.tree_map_with_path(
-      lambda path, _: getattr(path[-1], 'key', None) == 'kernel', params)
+      lambda path, _: bool(path) and getattr(path[-1], 'key', None) == 'kernel', params)
 
 
 def create_optimizer(config: Any, schedule: optax.Schedule) -> optax.GradientTransformation:
