@@ -218,10 +218,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
           f'top-5 {result["raw/top5"]:.4f} (EMA {result["ema/top5"]:.4f})', flush=True)
     return result
 
-  def save_checkpoint(step: int, state: TrainState, last_loss: jax.Array) -> None:
-    if not np.isfinite(float(last_loss)):
+  def check_finite(step: int, loss: float) -> None:
+    if not np.isfinite(loss):
       raise FloatingPointError(f'the loss is not finite at step {step}; stopped, keeping the last '
                                f'good checkpoint (step {manager.latest_step()}) in {workdir}')
+
+  def save_checkpoint(step: int, state: TrainState, last_loss: jax.Array) -> None:
+    check_finite(step, float(last_loss))
     checkpointing.save(manager, step, state)
 
   batches = input_pipeline.train_batches(builder, config, spec, start_step)
@@ -241,10 +244,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     if step % config.log_every_steps == 0 or step == num_steps:
       summary = {k: float(np.mean([m[k] for m in jax.device_get(train_metrics)]))
                  for k in train_metrics[0]}
-      if not np.isfinite(summary['loss']):
-        raise FloatingPointError(
-            f'the loss is not finite at step {step}; stopped, keeping the last good checkpoint '
-            f'(step {manager.latest_step()}) in {workdir}')
+      check_finite(step, summary['loss'])
       elapsed = time.perf_counter() - log_start
       summary['images_per_second'] = len(train_metrics) * config.batch_size / elapsed
       summary['input_wait_fraction'] = input_wait / elapsed
