@@ -4,9 +4,16 @@ Every implementation computes the same function from the same parameter (a kerne
 (k, k, 1, C), the layout of `nn.Conv(..., feature_group_count=C)`), so checkpoints move freely
 between them. XLA:CPU lowers grouped convolutions to a slow generic loop, while k*k shifted
 multiply-adds vectorise well; accelerators have fast grouped-convolution kernels.
+
+Differentiating the shifted form leaves one slow part on XLA:CPU: the kernel gradient, k*k
+reductions over batch and space, each a pass over the whole input and output gradient in memory.
+'shifted_vjp' computes it over cache-sized slices of the batch instead (3-4x faster for it, about
+half of a MobileNet's train step on CPU).
 """
 
 from collections.abc import Callable
+
+import functools
 
 import flax.linen as nn
 import jax
@@ -39,31 +46,103 @@ def _grouped(x: jax.Array, kernel: jax.Array, stride: int, pads) -> jax.Array:
       dimension_numbers=('NHWC', 'HWIO', 'NHWC'), feature_group_count=x.shape[-1])
 
 
-def _shifted(x: jax.Array, kernel: jax.Array, stride: int, pads) -> jax.Array:
-  """Sum over the k*k taps of a strided slice of the padded input times that tap's weights."""
-  x = jnp.pad(x, ((0, 0), pads[0], pads[1], (0, 0)))
-  n, height, width, channels = x.shape
-  k = kernel.shape[0]
-  out_h = (height - k) // stride + 1
-  out_w = (width - k) // stride + 1
-  out = None
+def output_size(padded_size: int, kernel: int, stride: int) -> int:
+  return (padded_size - kernel) // stride + 1
+
+
+def windows(padded: jax.Array, k: int, stride: int, out_h: int, out_w: int):
+  """The k*k strided windows of a padded input that taps (0, 0), (0, 1), ... multiply."""
+  n, _, _, channels = padded.shape
   for i in range(k):
     for j in range(k):
-      tap = lax.slice(
-          x, (0, i, j, 0),
+      yield lax.slice(
+          padded, (0, i, j, 0),
           (n, i + (out_h - 1) * stride + 1, j + (out_w - 1) * stride + 1, channels),
           (1, stride, stride, 1))
-      term = tap * kernel[i, j, 0]
-      out = term if out is None else out + term
+
+
+def pad_spatially(x: jax.Array, pads) -> jax.Array:
+  return jnp.pad(x, ((0, 0), pads[0], pads[1], (0, 0)))
+
+
+def _shifted(x: jax.Array, kernel: jax.Array, stride: int, pads) -> jax.Array:
+  """Sum over the k*k taps of a strided slice of the padded input times that tap's weights."""
+  x = pad_spatially(x, pads)
+  k = kernel.shape[0]
+  out_h, out_w = (output_size(size, k, stride) for size in x.shape[1:3])
+  out = None
+  for tap, weights in zip(windows(x, k, stride, out_h, out_w), kernel.reshape(k * k, -1)):
+    term = tap * weights
+    out = term if out is None else out + term
   return out
+
+
+# Bytes of padded input per slice of the batch in the kernel gradient: slices that stay in a
+# core's L2 cache were fastest on XLA:CPU (measured 128 KiB-1 MiB on an AMD EPYC).
+_KERNEL_GRAD_SLICE_BYTES = 256 << 10
+
+
+def _kernel_grad(x: jax.Array, grad_out: jax.Array, k: int, stride: int, pads) -> jax.Array:
+  """d(loss)/d(kernel): per tap, sum over batch and space of window * output gradient."""
+  padded = pad_spatially(x, pads)
+  n, out_h, out_w, channels = grad_out.shape
+  per_image = padded[0].size * padded.dtype.itemsize
+  num_slices = max(1, min(n, n * per_image // _KERNEL_GRAD_SLICE_BYTES))
+  while n % num_slices:
+    num_slices -= 1
+  # Slice i holds images i, i + num_slices, ...: a data-sharded batch stays local to its device.
+  padded = padded.reshape(n // num_slices, num_slices, *padded.shape[1:])
+  grad_out = grad_out.reshape(n // num_slices, num_slices, out_h, out_w, channels)
+
+  def add_slice(i, total):
+    window = lax.dynamic_index_in_dim(padded, i, 1, keepdims=False)
+    grad = lax.dynamic_index_in_dim(grad_out, i, 1, keepdims=False)
+    return total + jnp.stack([jnp.sum(tap * grad, axis=(0, 1, 2))
+                              for tap in windows(window, k, stride, out_h, out_w)])
+
+  total = lax.fori_loop(0, num_slices, add_slice, jnp.zeros((k * k, channels), grad_out.dtype))
+  return total.reshape(k, k, 1, channels)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def _shifted_vjp(x: jax.Array, kernel: jax.Array, stride: int, pads) -> jax.Array:
+  return _shifted(x, kernel, stride, pads)
+
+
+def _shifted_vjp_forward(x, kernel, stride, pads):
+  return _shifted(x, kernel, stride, pads), (x, kernel)
+
+
+def _input_grad(grad_out: jax.Array, kernel: jax.Array, stride: int, pads,
+                input_size: tuple[int, int]) -> jax.Array:
+  """d(loss)/d(input): the output gradient, dilated by the stride, correlated with the flipped
+  kernel (a stride-1 shifted depthwise conv, instead of k*k padded scatters)."""
+  k = kernel.shape[0]
+  spec = [(0, 0, 0)]
+  for size, (low, _), out in zip(input_size, pads, grad_out.shape[1:3]):
+    before = k - 1 - low
+    spec.append((before, size + k - 1 - before - ((out - 1) * stride + 1), stride - 1))
+  spec.append((0, 0, 0))
+  dilated = lax.pad(grad_out, jnp.zeros((), grad_out.dtype), spec)
+  return _shifted(dilated, kernel[::-1, ::-1], 1, ((0, 0), (0, 0)))
+
+
+def _shifted_vjp_backward(stride, pads, residuals, grad_out):
+  x, kernel = residuals
+  return (_input_grad(grad_out, kernel, stride, pads, x.shape[1:3]),
+          _kernel_grad(x, grad_out, kernel.shape[0], stride, pads))
+
+
+_shifted_vjp.defvjp(_shifted_vjp_forward, _shifted_vjp_backward)
 
 
 IMPLEMENTATIONS: dict[str, Callable[..., jax.Array]] = {
     'grouped': _grouped,
     'shifted': _shifted,
+    'shifted_vjp': _shifted_vjp,
 }
 # The fastest implementation measured on each backend; anything unlisted uses 'grouped'.
-FASTEST_ON_BACKEND = {'cpu': 'shifted'}
+FASTEST_ON_BACKEND = {'cpu': 'shifted_vjp'}
 CHOICES = ('auto', *IMPLEMENTATIONS)
 
 

@@ -7,8 +7,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from mobilenet_jax.depthwise import DepthwiseConv, spatial_padding
-from mobilenet_jax.pointwise import PointwiseConv
+from mobilenet_jax.conv import Conv
+from mobilenet_jax.depthwise import DepthwiseConv
 
 ModuleDef = Any
 
@@ -51,7 +51,7 @@ class ConvBN(nn.Module):
   norm: ModuleDef = nn.BatchNorm
   padding: str = 'symmetric'
   depthwise_implementation: str = 'auto'
-  pointwise_implementation: str = 'auto'
+  conv_implementation: str = 'auto'
   dtype: jnp.dtype = jnp.float32
 
   @nn.compact
@@ -62,13 +62,9 @@ class ConvBN(nn.Module):
         raise ValueError(f'a depthwise conv keeps its width: {x.shape[-1]} != {self.features}')
       x = DepthwiseConv(k, s, self.padding, self.depthwise_implementation, self.dtype,
                         name='conv')(x)
-    elif k == 1 and s == 1:
-      x = PointwiseConv(self.features, self.pointwise_implementation, self.dtype,
-                        kernel_init=conv_init, name='conv')(x)
     else:
-      pads = [spatial_padding(size, k, s, self.padding) for size in x.shape[1:3]]
-      x = nn.Conv(self.features, (k, k), (s, s), padding=pads, use_bias=False, dtype=self.dtype,
-                  kernel_init=conv_init, name='conv')(x)
+      x = Conv(self.features, k, s, self.padding, self.conv_implementation, self.dtype,
+               kernel_init=conv_init, name='conv')(x)
     x = self.norm(name='bn')(x)
     return activate(self.activation, x)
 

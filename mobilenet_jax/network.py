@@ -25,7 +25,7 @@ class MobileNet(nn.Module):
   bn_epsilon: float = 1e-3
   padding: str = 'symmetric'
   depthwise_implementation: str = 'auto'
-  pointwise_implementation: str = 'auto'
+  conv_implementation: str = 'auto'
   se_gate: str = 'hard_sigmoid'
   dtype: jnp.dtype = jnp.float32
 
@@ -35,7 +35,7 @@ class MobileNet(nn.Module):
                              momentum=self.bn_momentum, epsilon=self.bn_epsilon, dtype=self.dtype)
     conv_bn = functools.partial(ConvBN, norm=norm, padding=self.padding,
                                 depthwise_implementation=self.depthwise_implementation,
-                                pointwise_implementation=self.pointwise_implementation,
+                                conv_implementation=self.conv_implementation,
                                 dtype=self.dtype)
     x = images.astype(self.dtype)
     for i, layer in enumerate(self.architecture.layers):

@@ -6,7 +6,7 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
-from mobilenet_jax import architecture, config_errors, depthwise, pointwise
+from mobilenet_jax import architecture, config_errors, conv, depthwise
 from mobilenet_jax.layers import ACTIVATIONS
 from mobilenet_jax.network import MobileNet
 
@@ -22,8 +22,8 @@ def _mobilenet(model_config: Any) -> nn.Module:
   config_errors.check_choice('model.padding', model_config.padding, depthwise.PADDINGS)
   config_errors.check_choice('model.depthwise_implementation',
                              model_config.depthwise_implementation, depthwise.CHOICES)
-  config_errors.check_choice('model.pointwise_implementation',
-                             model_config.pointwise_implementation, pointwise.CHOICES)
+  config_errors.check_choice('model.conv_implementation',
+                             model_config.conv_implementation, conv.CHOICES)
   config_errors.check_choice('model.se_gate', model_config.se_gate, tuple(ACTIVATIONS))
   config_errors.check_choice('model.dtype', model_config.dtype, tuple(DTYPES))
   return MobileNet(
@@ -34,7 +34,7 @@ def _mobilenet(model_config: Any) -> nn.Module:
       bn_epsilon=model_config.bn_epsilon,
       padding=model_config.padding,
       depthwise_implementation=model_config.depthwise_implementation,
-      pointwise_implementation=model_config.pointwise_implementation,
+      conv_implementation=model_config.conv_implementation,
       se_gate=model_config.se_gate,
       dtype=DTYPES[model_config.dtype])
 

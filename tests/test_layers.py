@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mobilenet_jax import depthwise
+from mobilenet_jax import conv, depthwise
 from mobilenet_jax.layers import ACTIVATIONS, SqueezeExcite, make_divisible
 
 
@@ -52,15 +52,9 @@ def test_squeeze_excite_gates_each_channel():
   assert float(gate.min()) >= 0 and float(gate.max()) <= 1
 
 
-@pytest.mark.parametrize('padding', depthwise.PADDINGS)
-@pytest.mark.parametrize('kernel', [3, 5])
-@pytest.mark.parametrize('stride', [1, 2])
-@pytest.mark.parametrize('size', [7, 8])
-def test_depthwise_implementations_agree(padding, kernel, stride, size):
-  x = jax.random.normal(jax.random.key(0), (2, size, size, 6))
-  modules = {impl: depthwise.DepthwiseConv(kernel, stride, padding, impl)
-             for impl in depthwise.IMPLEMENTATIONS}
-  params = modules['grouped'].init(jax.random.key(1), x)
+def _assert_implementations_agree(modules: dict, reference: str, x: jax.Array):
+  """Same parameter tree, outputs and gradients (parameters and input) within 1e-5."""
+  params = modules[reference].init(jax.random.key(1), x)
   cotangent = None
   results = {}
   for impl, module in modules.items():
@@ -70,10 +64,38 @@ def test_depthwise_implementations_agree(padding, kernel, stride, size):
     if cotangent is None:
       cotangent = jax.random.normal(jax.random.key(2), y.shape)
     results[impl] = (y, *vjp(cotangent))
-  reference = results.pop('grouped')
+  want_all = results.pop(reference)
   for impl, result in results.items():
-    for got, want in zip(jax.tree.leaves(result), jax.tree.leaves(reference)):
+    for got, want in zip(jax.tree.leaves(result), jax.tree.leaves(want_all)):
       np.testing.assert_allclose(got, want, atol=1e-5, rtol=1e-5, err_msg=impl)
+
+
+@pytest.mark.parametrize('padding', depthwise.PADDINGS)
+@pytest.mark.parametrize('kernel', [3, 5])
+@pytest.mark.parametrize('stride', [1, 2])
+@pytest.mark.parametrize('size', [7, 8])
+def test_depthwise_implementations_agree(padding, kernel, stride, size):
+  x = jax.random.normal(jax.random.key(0), (2, size, size, 6))
+  _assert_implementations_agree(
+      {impl: depthwise.DepthwiseConv(kernel, stride, padding, impl)
+       for impl in depthwise.IMPLEMENTATIONS}, 'grouped', x)
+
+
+@pytest.mark.parametrize('padding', depthwise.PADDINGS)
+@pytest.mark.parametrize('kernel, stride', [(1, 1), (3, 1), (3, 2), (5, 2)])
+@pytest.mark.parametrize('size', [7, 8])
+def test_conv_implementations_agree(padding, kernel, stride, size):
+  x = jax.random.normal(jax.random.key(0), (2, size, size, 3))
+  _assert_implementations_agree(
+      {impl: conv.Conv(5, kernel, stride, padding, impl) for impl in conv.IMPLEMENTATIONS},
+      'conv', x)
+
+
+def test_conv_params_are_nn_conv_params():
+  x = jnp.zeros((1, 8, 8, 3))
+  ours = conv.Conv(4, 3, 2).init(jax.random.key(0), x)
+  flax_conv = nn.Conv(4, (3, 3), (2, 2), use_bias=False).init(jax.random.key(0), x)
+  assert jax.tree.map(jnp.shape, ours) == jax.tree.map(jnp.shape, flax_conv)
 
 
 @pytest.mark.parametrize('size, stride, kernel, expected', [
@@ -88,3 +110,4 @@ def test_same_padding_matches_tensorflow(size, stride, kernel, expected):
 def test_auto_implementation_is_a_known_one():
   assert depthwise.resolve_implementation('auto') in depthwise.IMPLEMENTATIONS
   assert depthwise.resolve_implementation('grouped') == 'grouped'
+  assert conv.resolve_implementation('auto') in conv.IMPLEMENTATIONS

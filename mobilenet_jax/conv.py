@@ -1,0 +1,60 @@
+"""Dense (not depthwise) convolutions without bias, with the implementation chosen per backend.
+
+Both implementations hold the kernel as `nn.Conv` does, (k, k, C_in, C_out), so checkpoints move
+between them. On XLA:CPU a matrix multiply beats the convolution path: for 1x1 convs (most of a
+MobileNet's multiply-adds), and for the k x k stem, where the kernel gradient of a 3-channel
+convolution costs more than the rest of the layer (written as the k*k windows of the input side
+by side times the kernel as a (k*k*C_in, C_out) matrix, its gradient is one matrix multiply).
+"""
+
+from collections.abc import Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from mobilenet_jax import implementations
+from mobilenet_jax.depthwise import output_size, pad_spatially, spatial_padding, windows
+
+IMPLEMENTATIONS = ('conv', 'matmul')
+FASTEST_ON_BACKEND = {'cpu': 'matmul'}
+CHOICES = ('auto', *IMPLEMENTATIONS)
+
+
+def resolve_implementation(name: str) -> str:
+  return implementations.resolve('model.conv_implementation', name, IMPLEMENTATIONS,
+                                 FASTEST_ON_BACKEND, 'conv')
+
+
+def _patches(x: jax.Array, k: int, stride: int, pads) -> jax.Array:
+  """(N, H', W', k*k*C): the k*k windows of each output pixel, in the kernel's (i, j, c) order."""
+  if k == 1 and stride == 1:
+    return x
+  x = pad_spatially(x, pads)
+  out_h, out_w = (output_size(size, k, stride) for size in x.shape[1:3])
+  return jnp.concatenate(list(windows(x, k, stride, out_h, out_w)), axis=-1)
+
+
+class Conv(nn.Module):
+  """k x k convolution with `features` outputs, no bias."""
+  features: int
+  kernel_size: int = 1
+  strides: int = 1
+  padding: str = 'symmetric'
+  implementation: str = 'auto'
+  dtype: jnp.dtype = jnp.float32
+  kernel_init: Callable = nn.initializers.variance_scaling(2.0, 'fan_out', 'normal')
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    k, s = self.kernel_size, self.strides
+    kernel = self.param('kernel', self.kernel_init, (k, k, x.shape[-1], self.features),
+                        jnp.float32)
+    x, kernel = nn.dtypes.promote_dtype(x, kernel, dtype=self.dtype)
+    pads = tuple(spatial_padding(size, k, s, self.padding) for size in x.shape[1:3])
+    if resolve_implementation(self.implementation) == 'matmul':
+      return jnp.einsum('nhwp,pd->nhwd', _patches(x, k, s, pads),
+                        kernel.reshape(-1, self.features))
+    return lax.conv_general_dilated(x, kernel, (s, s), pads,
+                                    dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
