@@ -14,6 +14,7 @@ import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from experiments.cli import config_overrides
 from mobilenet_jax import train
 from mobilenet_jax.config_errors import ConfigError
 from mobilenet_jax.datasets import DatasetUnavailable
@@ -22,11 +23,6 @@ _CONFIG = config_flags.DEFINE_config_file('config', None, 'Training config file.
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Where checkpoints, metrics and results go.')
 _DISTRIBUTED = flags.DEFINE_bool('distributed', False, 'Call jax.distributed.initialize().')
 flags.mark_flags_as_required(['config', 'workdir'])
-
-
-def config_overrides(argv: list[str]) -> tuple[str, ...]:
-  """The --config.FIELD=VALUE flags of a command line, as given."""
-  return tuple(arg for arg in argv if arg.startswith('--config.'))
 
 
 def main(argv):
