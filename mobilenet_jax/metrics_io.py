@@ -19,6 +19,7 @@ class JsonLinesWriter(metric_writers.interface.MetricWriter):
   def write_scalars(self, step: int, scalars: Mapping[str, Any]):
     record = {'step': int(step), **{k: float(np.asarray(v)) for k, v in scalars.items()}}
     self._file.write(json.dumps(record) + '\n')
+    self._file.flush()  # readable while the run goes on (the sweep report reads it)
 
   def write_summaries(self, step, values, metadata=None):
     pass
