@@ -17,6 +17,7 @@ def get_base_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   config.name = ''                # '<family>[:variants]', set by each config
   config.seed = 0
+  config.init_from = ''            # 'torchvision:PATH': start from published weights
 
   # Data: any TFDS image-classification dataset.
   config.dataset = 'imagenet2012'
@@ -156,8 +157,8 @@ def v2_paper_recipe(config: ml_collections.ConfigDict) -> None:
 def minimalistic(config: ml_collections.ConfigDict) -> None:
   """MobileNetV3 'minimalistic': 3x3 kernels, ReLU everywhere, no squeeze-and-excite."""
   config.model.blocks = tuple(
-      (block, 3, expansion, out, False, 'relu', stride, repeats)
-      for block, _, expansion, out, _, _, stride, repeats in config.model.blocks)
+      (block, 3 if block == 'ir' else kernel, expansion, out, False, 'relu', stride, repeats)
+      for block, kernel, expansion, out, _, _, stride, repeats in config.model.blocks)
   config.model.head_activation = 'relu'
 
 

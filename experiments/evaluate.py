@@ -1,6 +1,9 @@
-r"""Evaluates a run's latest checkpoint on the eval split, with raw and EMA weights.
+r"""Evaluates a run's latest checkpoint (raw and EMA weights), or imported weights, on the eval
+split.
 
   python -m experiments.evaluate --config=configs/v3_small.py:fashion_mnist --workdir=DIR
+  python -m experiments.evaluate --config=configs/v3_large.py --init_from=torchvision:W.pth \
+      --config.dataset=imagenet2012 --config.data_dir=...
 """
 
 import json
@@ -15,8 +18,10 @@ from mobilenet_jax.datasets import DatasetUnavailable
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'The run\'s config file.')
 _WORKDIR = flags.DEFINE_string('workdir', None, 'The run\'s workdir.')
+_INIT_FROM = flags.DEFINE_string('init_from', None, 'Evaluate these weights instead: '
+                                 'torchvision:PATH.')
 _JSON = flags.DEFINE_bool('json', False, 'Print one JSON object.')
-flags.mark_flags_as_required(['config', 'workdir'])
+flags.mark_flags_as_required(['config'])
 
 
 def main(argv):
@@ -24,8 +29,14 @@ def main(argv):
   if not flags.FLAGS['verbosity'].present:
     logging.set_verbosity(logging.WARNING)
   config = _CONFIG.value
+  if (_WORKDIR.value is None) == (_INIT_FROM.value is None):
+    sys.exit('error: give exactly one of --workdir (a run to evaluate) and --init_from')
   try:
-    step, metrics = train.evaluate_latest(config, _WORKDIR.value)
+    if _INIT_FROM.value:
+      config.init_from = _INIT_FROM.value
+      step, metrics = 0, train.evaluate_imported(config)
+    else:
+      step, metrics = train.evaluate_latest(config, _WORKDIR.value)
   except (ConfigError, DatasetUnavailable, FileNotFoundError) as e:
     sys.exit(f'error: {e}')
   if _JSON.value:

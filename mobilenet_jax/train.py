@@ -22,7 +22,7 @@ from flax.training import train_state
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from mobilenet_jax import (architecture, checkpointing, complexity, config_errors, datasets,
-                           input_pipeline, metrics_io, optim)
+                           input_pipeline, metrics_io, optim, pretrained)
 from mobilenet_jax.registry import create_model
 
 PREPROCESSING = ('imagenet', 'small')
@@ -36,6 +36,7 @@ class TrainState(train_state.TrainState):
 def validate_config(config: ml_collections.ConfigDict) -> nn.Module:
   """Checks every field a run uses and builds the model; raises ConfigError before any work."""
   datasets.check_known(config.dataset)
+  pretrained.configure(config)
   model = create_model(config.model)
   architecture.check_image_size(model.architecture, config.input.image_size)
   config_errors.check_choice('input.preprocessing', config.input.preprocessing, PREPROCESSING)
@@ -134,6 +135,17 @@ class Runner:
         donate_argnums=0)
     self.eval_step = jax.jit(eval_step, in_shardings=(state_sharding, self.sharded))
 
+  def initial_state(self, model, config) -> TrainState:
+    """A fresh state: the model's init, or the weights of `config.init_from`."""
+    state = self.init()
+    if not config.init_from:
+      return state
+    variables = pretrained.load(config, model, {'params': state.params,
+                                                'batch_stats': state.batch_stats})
+    variables = jax.device_put(variables, self.replicated)
+    return state.replace(params=variables['params'], batch_stats=variables['batch_stats'],
+                         ema_params=variables['params'])
+
   def to_devices(self, batch: dict) -> dict:
     return jax.tree.map(
         lambda x: jax.make_array_from_process_local_data(self.sharded, x), batch)
@@ -160,10 +172,10 @@ def _format_eta(seconds: float) -> str:
   return f'{hours}h{minutes:02d}m' if hours else f'{minutes}m{seconds:02d}s'
 
 
-def _prepare(config: ml_collections.ConfigDict, workdir: str):
+def _prepare(config: ml_collections.ConfigDict, workdir: str | None):
   """Everything checked before any compilation: config, workdir and data. Writes nothing."""
   model = validate_config(config)
-  resuming = checkpointing.check_workdir(workdir, config)
+  resuming = workdir is not None and checkpointing.check_workdir(workdir, config)
   builder = datasets.load_builder(config)
   spec = input_pipeline.describe(builder, config, datasets.split_size)
   if spec.num_classes != model.num_classes:
@@ -185,6 +197,16 @@ def evaluate_latest(config: ml_collections.ConfigDict, workdir: str) -> tuple[in
   return int(state.step), runner.evaluate(state, input_pipeline.eval_batches(builder, config, spec))
 
 
+def evaluate_imported(config: ml_collections.ConfigDict) -> dict:
+  """Metrics of the weights of `config.init_from` on `config.eval_split`."""
+  if not config.init_from:
+    raise config_errors.ConfigError('init_from is empty; name the weights to evaluate')
+  model, _, builder, spec = _prepare(config, None)
+  runner = Runner(model, config, spec, _num_steps(config, spec))
+  state = runner.initial_state(model, config)
+  return runner.evaluate(state, input_pipeline.eval_batches(builder, config, spec))
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                        overrides: tuple[str, ...] = ()) -> dict:
   """Trains (or resumes) in `workdir` and returns the final results record."""
@@ -199,7 +221,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   state = checkpointing.restore_latest(manager, runner.abstract_state)
   start_step = 0 if state is None else int(state.step)
   if state is None:
-    state = runner.init()
+    state = runner.initial_state(model, config)
   else:
     print(f'Resuming from the checkpoint of step {start_step} in {workdir}.', flush=True)
   metrics_path = os.path.join(workdir, 'metrics.jsonl')

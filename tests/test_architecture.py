@@ -3,7 +3,8 @@
 import pytest
 
 from configs import v1, v2, v3_large, v3_small
-from mobilenet_jax import architecture
+from mobilenet_jax import architecture, complexity
+from mobilenet_jax.registry import create_model
 from mobilenet_jax.config_errors import ConfigError
 
 
@@ -75,7 +76,13 @@ def test_small_image_variant_reduces_the_first_two_strides():
 def test_minimalistic_variant():
   config = v3_small.get_config('minimalistic')
   for block, kernel, _, _, se, activation, _, _ in config.model.blocks:
-    assert (kernel, se, activation) == (3, False, 'relu')
+    assert (se, activation) == (False, 'relu')
+    assert kernel == 3 or block == 'conv'
+  # The conv rows keep their kernels: the 3x3 stem and the 1x1 conv before pooling.
+  assert [row[1] for row in config.model.blocks if row[0] == 'conv'] == [3, 1]
+  large = v3_large.get_config('minimalistic')
+  params, madds = complexity.totals(complexity.layer_costs(create_model(large.model), 224))
+  assert round(params / 1e5) == 39 and round(madds / 1e6) == 209  # paper: 3.9M, 209M
   assert config.model.head_activation == 'relu' and config.name == 'v3_small:minimalistic'
   assert v3_large.get_config('minimalistic,small_image').name == 'v3_large:minimalistic,small_image'
 
