@@ -77,9 +77,9 @@ class SqueezeExcite(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
-    scale = jnp.mean(x, axis=(1, 2), keepdims=True)
+    scale = jnp.mean(x, axis=(1, 2))  # (N, C): rank-2 matmuls, which TFLite's converter needs
     scale = nn.Dense(self.squeeze_width, dtype=self.dtype, kernel_init=conv_init,
                      name='reduce')(scale)
     scale = nn.relu(scale)
     scale = nn.Dense(x.shape[-1], dtype=self.dtype, kernel_init=conv_init, name='expand')(scale)
-    return x * activate(self.gate, scale)
+    return x * activate(self.gate, scale)[:, None, None, :]

@@ -17,7 +17,8 @@ SIZE = 16
 
 @pytest.fixture(scope='module')
 def tiny():
-  config = tiny_config()
+  # A head wide enough (> 1024 weights a layer) for dynamic-range quantization to apply.
+  config = tiny_config(**{'model.head_width': 128, 'model.num_classes': 16})
   model = registry.create_model(config.model)
   variables = model.init(jax.random.key(0), jnp.zeros((1, SIZE, SIZE, 3)))
   images = np.random.default_rng(0).standard_normal((64, SIZE, SIZE, 3)).astype(np.float32)
