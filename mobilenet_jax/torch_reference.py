@@ -54,6 +54,10 @@ def create_model(config: Any, params: int):
   else:
     model = _separable_model(architecture.resolve(model_config), model_config, torch.nn)
   theirs = sum(p.numel() for p in model.parameters())
+  stride = architecture.resolve(model_config).total_stride
+  if stride != 32:  # every reference MobileNet downsamples 32x
+    raise ConfigError(f'config {config.name} has no PyTorch counterpart here: its total stride '
+                      f'is {stride}, the published models\' is 32')
   if params != theirs:
     raise ConfigError(
         f'config {config.name} has no PyTorch counterpart here: {params:,} parameters against '
