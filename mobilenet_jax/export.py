@@ -8,13 +8,19 @@ DEPTHWISE_CONV_2D and CONV_2D kernels (the CPU-speed formulations would become d
 elementwise ops); the parameters are the same.
 """
 
+import json
+import os
 from collections.abc import Callable, Iterable
 
 import flax.linen as nn
 import jax
+import ml_collections
 import numpy as np
 import tensorflow as tf
 from jax.experimental import jax2tf
+
+from mobilenet_jax import checkpointing, input_pipeline, train
+from mobilenet_jax.config_errors import ConfigError, check_choice
 
 FORMATS = ('tflite', 'saved_model')
 QUANTIZATIONS = ('none', 'float16', 'dynamic', 'int8')
@@ -85,3 +91,82 @@ def saved_model_predictor(path: str) -> Callable[[np.ndarray], np.ndarray]:
 def jax_predictor(model: nn.Module, variables: dict) -> Callable[[np.ndarray], np.ndarray]:
   apply = jax.jit(lambda images: model.apply(variables, images, train=False))
   return lambda images: np.asarray(apply(images))
+
+
+def _images(batches, limit: int):
+  """(images, labels) of the real (unpadded) examples of `batches`, at most `limit`."""
+  images, labels = [], []
+  for batch in batches:
+    keep = batch['mask'].astype(bool)
+    images.append(batch['image'][keep])
+    labels.append(batch['label'][keep])
+    if limit >= 0 and sum(len(x) for x in labels) >= limit:
+      break
+  images, labels = np.concatenate(images), np.concatenate(labels)
+  return (images, labels) if limit < 0 else (images[:limit], labels[:limit])
+
+
+def export_run(workdir: str, fmt: str, quantize: str, weights: str, output: str | None,
+               eval_examples: int, calibration_examples: int) -> dict:
+  check_choice('format', fmt, FORMATS)
+  check_choice('quantize', quantize, QUANTIZATIONS)
+  check_choice('weights', weights, ('raw', 'ema'))
+  if fmt == 'saved_model' and quantize != 'none':
+    raise ConfigError(f'quantize={quantize} is not allowed with format=saved_model; only none')
+  path = os.path.join(workdir, checkpointing.CONFIG_FILE)
+  if not os.path.exists(path):
+    raise ConfigError(f'--workdir={workdir} holds no run ({path} is missing)')
+  with open(path) as f:
+    config = ml_collections.ConfigDict(json.load(f))
+  config.init_from = ''  # the checkpoint holds the weights
+  step, state, model, builder, spec = _restore(config, workdir)
+  variables = {'params': state.params if weights == 'raw' else state.ema_params,
+               'batch_stats': state.batch_stats}
+  size = config.input.image_size
+  eval_images, eval_labels = _images(input_pipeline.eval_batches(builder, config, spec),
+                                     eval_examples)
+  output = output or os.path.join(
+      workdir, 'export', f'model_{quantize}.tflite' if fmt == 'tflite' else 'saved_model')
+  os.makedirs(os.path.dirname(output), exist_ok=True)
+  if fmt == 'tflite':
+    calibration = None
+    if quantize == 'int8':
+      train_split = config.copy_and_resolve_references()
+      train_split.eval_split = config.train_split
+      calibration, _ = _images(input_pipeline.eval_batches(builder, train_split, spec),
+                               calibration_examples)
+    flatbuffer = to_tflite(model, variables, size, quantize, calibration)
+    with open(output, 'wb') as f:
+      f.write(flatbuffer)
+    predict = tflite_predictor(flatbuffer)
+    size_bytes = len(flatbuffer)
+  else:
+    save_saved_model(model, variables, size, output)
+    predict = saved_model_predictor(output)
+    size_bytes = sum(os.path.getsize(os.path.join(d, f))
+                     for d, _, files in os.walk(output) for f in files)
+  reference = jax_predictor(model, variables)
+  probe = eval_images[:16] if len(eval_images) else np.zeros((1, size, size, 3), np.float32)
+  result = {'output': output, 'format': fmt, 'quantize': quantize, 'weights': weights,
+            'step': step, 'bytes': size_bytes,
+            'probe_examples': len(probe),
+            'max_logit_difference': float(np.abs(predict(probe) - reference(probe)).max())}
+  if eval_examples != 0 and len(eval_labels):
+    ours = np.concatenate([reference(b) for b in np.array_split(
+        eval_images, max(len(eval_images) // 256, 1))]).argmax(-1)
+    result['examples'] = int(len(eval_labels))
+    result['jax_top1'] = float(np.mean(ours == eval_labels))
+    result['exported_top1'] = float(np.mean(predict(eval_images).argmax(-1) == eval_labels))
+  return result
+
+
+def _restore(config, workdir):
+  model, resuming, builder, spec = train._prepare(config, workdir)  # pylint: disable=protected-access
+  runner = train.Runner(model, config, spec, num_steps=1)
+  manager = checkpointing.create_manager(workdir, config.keep_checkpoints, asynchronous=False)
+  state = checkpointing.restore_latest(manager, runner.abstract_state) if resuming else None
+  manager.close()
+  if state is None:
+    raise ConfigError(f'--workdir={workdir} has no checkpoint to export')
+  state = jax.tree.map(np.asarray, state)
+  return int(state.step), state, model, builder, spec

@@ -4,8 +4,7 @@ speed)."""
 import pytest
 
 from configs import v1, v2, v3_large, v3_small
-from experiments import benchmark
-from mobilenet_jax import complexity, registry, torch_reference
+from mobilenet_jax import benchmarking, complexity, registry, torch_reference
 from mobilenet_jax.config_errors import ConfigError
 
 FAMILIES = {'v1': v1, 'v2': v2, 'v3_large': v3_large, 'v3_small': v3_small}
@@ -35,11 +34,11 @@ def test_a_model_without_torch_counterpart_is_refused(variant, width):
     torch_reference.create_model(config, _params(config))
 
 
-@pytest.mark.parametrize('mode', benchmark.MODES)
+@pytest.mark.parametrize('mode', benchmarking.MODES)
 def test_benchmark_reports_both_frameworks(mode):
   config = v3_small.get_config()
   config.input.image_size = 32
-  result = benchmark.benchmark(config, mode, batch=8, steps=2, rounds=2, compare_torch=True)
+  result = benchmarking.benchmark(config, mode, batch=8, steps=2, rounds=2, compare_torch=True)
   for prefix in ('', 'torch_'):
     ms = result[f'{prefix}step_ms']
     assert 0 < ms['min'] <= ms['median'] <= ms['max']

@@ -7,7 +7,6 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from experiments import export as export_cli
 from mobilenet_jax import export, registry, train
 from mobilenet_jax.config_errors import ConfigError
 from tests.train_fixtures import mock_data, tiny_config
@@ -63,7 +62,7 @@ def trained_workdir(tmp_path_factory):
 @pytest.mark.parametrize('fmt, quantize', [('tflite', 'int8'), ('saved_model', 'none')])
 def test_export_command_verifies_its_output(trained_workdir, fmt, quantize):
   with mock_data():
-    result = export_cli.export_run(trained_workdir, fmt, quantize, 'ema', None, -1, 16)
+    result = export.export_run(trained_workdir, fmt, quantize, 'ema', None, -1, 16)
   assert os.path.exists(result['output']) and result['bytes'] > 0
   assert result['step'] == 4 and result['examples'] > 0
   assert 0 <= result['exported_top1'] <= 1 and 0 <= result['jax_top1'] <= 1
@@ -76,4 +75,4 @@ def test_export_command_verifies_its_output(trained_workdir, fmt, quantize):
     ('saved_model', 'int8', 'only none')])
 def test_bad_export_arguments_fail_before_any_work(trained_workdir, fmt, quantize, message):
   with pytest.raises(ConfigError, match=message):
-    export_cli.export_run(trained_workdir, fmt, quantize, 'raw', None, 0, 16)
+    export.export_run(trained_workdir, fmt, quantize, 'raw', None, 0, 16)
