@@ -144,12 +144,13 @@ def execute(run: Run, cpus: Sequence[int] | None = None, trainer: str = TRAINER)
     os.remove(failure_path)
   with open(os.path.join(run.workdir, RUN_FILE), 'w') as f:
     json.dump({'name': run.name, 'overrides': run.overrides, 'command': command}, f, indent=2)
-  # XLA and tf.data size their thread pools from the CPU affinity mask.
-  preexec = (lambda: os.sched_setaffinity(0, cpus)) if cpus else None
+  # XLA and tf.data size their thread pools from the CPU affinity mask. (taskset rather than a
+  # preexec_fn: forking this multithreaded process to run Python in the child can deadlock.)
+  pin = ['taskset', '-c', ','.join(map(str, cpus))] if cpus else []
   start = time.time()
   with open(os.path.join(run.workdir, LOG_FILE), 'a') as log:
-    code = subprocess.call([sys.executable, *command[1:]], cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT,
-                           stdin=subprocess.DEVNULL, preexec_fn=preexec,
+    code = subprocess.call([*pin, sys.executable, *command[1:]], cwd=REPO_ROOT, stdout=log,
+                           stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                            env={**os.environ, 'PYTHONUNBUFFERED': '1'})
   seconds = time.time() - start
   if code == 0:
