@@ -8,6 +8,7 @@ from configs import v1, v2, v3_large, v3_small
 from mobilenet_jax import (complexity, input_pipeline, registry, torch_reference, weight_import,
                            train)
 from mobilenet_jax.config_errors import ConfigError
+from tests.train_fixtures import mock_data
 
 FAMILIES = {'v2': v2, 'v3_large': v3_large, 'v3_small': v3_small}
 SIZE = 64
@@ -123,3 +124,20 @@ def test_keras_logits_equal_ours(family, width, variant):
   got = model.apply(variables, images, train=False)
   assert np.abs(want).max() > 0.1
   np.testing.assert_allclose(got, want, atol=1e-4, rtol=0)
+
+
+def test_evaluate_imported_weights(tmp_path):
+  """`experiments.evaluate --init_from=...`: the imported model scores on the eval split."""
+  _, reference = _models('v3_small', 1.0)
+  path = str(tmp_path / 'v3s.pth')
+  torch.save(reference.state_dict(), path)
+  config = v3_small.get_config()
+  config.dataset, config.eval_split, config.download = 'cifar10', 'test', True
+  config.model.num_classes = 10
+  config.input.image_size, config.input.preprocessing = 32, 'small'
+  config.batch_size = 8
+  config.init_from = f'torchvision:{path}'
+  with mock_data(16):
+    metrics = train.evaluate_imported(config)
+  assert 0 <= metrics['raw/top1'] <= 1 and metrics['raw/top1'] == metrics['ema/top1']
+  assert np.isfinite(metrics['raw/loss'])
