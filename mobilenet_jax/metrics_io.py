@@ -10,6 +10,14 @@ import numpy as np
 from clu import metric_writers
 
 
+def read_json(path: str) -> dict:
+  """A JSON file a run writes (results, config, sweep records); {} when it is not there yet."""
+  if not os.path.exists(path):
+    return {}
+  with open(path) as f:
+    return json.load(f)
+
+
 class JsonLinesWriter(metric_writers.interface.MetricWriter):
   """Appends one JSON object per `write_scalars` call: {"step": ..., name: value, ...}."""
 

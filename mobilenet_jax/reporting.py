@@ -5,7 +5,6 @@ metrics.jsonl so far), so it works on a sweep still in progress.
 """
 
 import csv
-import json
 import os
 from typing import Any
 
@@ -21,22 +20,16 @@ COLUMNS = ('run', 'family', 'overrides', 'params', 'madds', 'top1', 'ema_top1',
            'images_per_second', 'train_seconds', 'status')
 
 
-def _read_json(path: str) -> dict:
-  if not os.path.exists(path):
-    return {}
-  with open(path) as f:
-    return json.load(f)
-
-
 def _run_dirs(sweep_dir: str) -> list[tuple[str, dict]]:
   """(name, overrides) of each run: the manifest's order, then any other run folder."""
-  manifest = _read_json(os.path.join(sweep_dir, sweeps.SWEEP_FILE)) or []
+  manifest = metrics_io.read_json(os.path.join(sweep_dir, sweeps.SWEEP_FILE)) or []
   runs = [(r['name'], r['overrides']) for r in manifest]
   known = {name for name, _ in runs}
   for name in sorted(os.listdir(sweep_dir)):
     path = os.path.join(sweep_dir, name)
     if name not in known and os.path.isdir(path) and sweeps.workdir_state(path) != 'pending':
-      runs.append((name, _read_json(os.path.join(path, sweeps.RUN_FILE)).get('overrides', {})))
+      recorded = metrics_io.read_json(os.path.join(path, sweeps.RUN_FILE))
+      runs.append((name, recorded.get('overrides', {})))
   return runs
 
 
@@ -50,18 +43,18 @@ def collect(sweep_dir: str) -> list[dict[str, Any]]:
   rows = []
   for name, overrides in _run_dirs(sweep_dir):
     workdir = os.path.join(sweep_dir, name)
-    results = _read_json(os.path.join(workdir, sweeps.RESULTS_FILE))
+    results = metrics_io.read_json(os.path.join(workdir, sweeps.RESULTS_FILE))
     curves = metrics_io.read_jsonl(os.path.join(workdir, 'metrics.jsonl'))
     state = sweeps.workdir_state(workdir)
     row = {'run': name, 'status': 'unfinished' if state == 'started' else state, 'curves': curves,
            'overrides': ', '.join(f'{k}={v}' for k, v in overrides.items()),
-           'error': _read_json(os.path.join(workdir, sweeps.FAILURE_FILE)).get('error')}
+           'error': metrics_io.read_json(os.path.join(workdir, sweeps.FAILURE_FILE)).get('error')}
     if results:
       row.update({k: results.get(k) for k in ('params', 'madds', 'top1', 'ema_top1',
                                                'images_per_second', 'train_seconds')})
       row['family'] = results['config'].split(':')[0]
     else:
-      saved = _read_json(os.path.join(workdir, sweeps.CONFIG_FILE))
+      saved = metrics_io.read_json(os.path.join(workdir, sweeps.CONFIG_FILE))
       evals = [r for r in curves if 'eval_raw/top1' in r]
       trains = [r for r in curves if 'train_images_per_second' in r]
       row.update({

@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 from concurrent import futures
 from typing import Any
 
+from mobilenet_jax import metrics_io
 from mobilenet_jax.config_errors import ConfigError
 
 TRAINER = 'experiments.train'
@@ -114,17 +115,10 @@ def status(run: Run, trainer: str = TRAINER) -> str:
   """'finished', 'failed', 'interrupted' (to resume, or to rerun with a changed command) or
   'pending'."""
   state = workdir_state(run.workdir)
-  recorded = _read_json(os.path.join(run.workdir, RUN_FILE)).get('command')
+  recorded = metrics_io.read_json(os.path.join(run.workdir, RUN_FILE)).get('command')
   if state == 'started' or (state != 'pending' and recorded != run.command(trainer)):
     return 'interrupted'
   return state
-
-
-def _read_json(path: str) -> dict:
-  if not os.path.exists(path):
-    return {}
-  with open(path) as f:
-    return json.load(f)
 
 
 def _cpu_sets(parallel: int) -> list[list[int]]:

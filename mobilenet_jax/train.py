@@ -307,7 +307,7 @@ def _results(config, overrides, params, madds, evals, workdir, timed_steps,
   history = [r for r in metrics_io.read_jsonl(os.path.join(workdir, 'metrics.jsonl'))
              if 'eval_raw/top1' in r]
   final = evals[-1][1]
-  previous = _read_results(workdir)
+  previous = metrics_io.read_json(os.path.join(workdir, 'results.json'))
   wall = previous.get('train_seconds', 0.0) + timed_seconds
   record = {
       'config': config.name, 'overrides': list(overrides), 'dataset': config.dataset,
@@ -323,11 +323,3 @@ def _results(config, overrides, params, madds, evals, workdir, timed_steps,
     record[f'best_{prefix}top1'] = max(
         [r[f'eval_{name}/top1'] for r in history] + [final[f'{name}/top1']])
   return record
-
-
-def _read_results(workdir: str) -> dict:
-  path = os.path.join(workdir, 'results.json')
-  if not os.path.exists(path):
-    return {}
-  with open(path) as f:
-    return json.load(f)
