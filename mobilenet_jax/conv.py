@@ -33,7 +33,7 @@ def _patches(x: jax.Array, k: int, stride: int, pads) -> jax.Array:
     return x
   x = pad_spatially(x, pads)
   out_h, out_w = (output_size(size, k, stride) for size in x.shape[1:3])
-  return jnp.concatenate(list(windows(x, k, stride, out_h, out_w)), axis=-1)
+  return jnp.concatenate(list(windows(x, (k, k), stride, out_h, out_w)), axis=-1)
 
 
 class Conv(nn.Module):

@@ -50,11 +50,12 @@ def output_size(padded_size: int, kernel: int, stride: int) -> int:
   return (padded_size - kernel) // stride + 1
 
 
-def windows(padded: jax.Array, k: int, stride: int, out_h: int, out_w: int):
-  """The k*k strided windows of a padded input that taps (0, 0), (0, 1), ... multiply."""
+def windows(padded: jax.Array, kernel_shape: tuple[int, int], stride: int, out_h: int,
+            out_w: int):
+  """The kh*kw strided windows of a padded input that taps (0, 0), (0, 1), ... multiply."""
   n, _, _, channels = padded.shape
-  for i in range(k):
-    for j in range(k):
+  for i in range(kernel_shape[0]):
+    for j in range(kernel_shape[1]):
       yield lax.slice(
           padded, (0, i, j, 0),
           (n, i + (out_h - 1) * stride + 1, j + (out_w - 1) * stride + 1, channels),
@@ -66,12 +67,13 @@ def pad_spatially(x: jax.Array, pads) -> jax.Array:
 
 
 def _shifted(x: jax.Array, kernel: jax.Array, stride: int, pads) -> jax.Array:
-  """Sum over the k*k taps of a strided slice of the padded input times that tap's weights."""
+  """Sum over the taps of a strided slice of the padded input times that tap's weights."""
   x = pad_spatially(x, pads)
-  k = kernel.shape[0]
-  out_h, out_w = (output_size(size, k, stride) for size in x.shape[1:3])
+  kh, kw = kernel.shape[:2]
+  out_h, out_w = (output_size(size, k, stride) for size, k in zip(x.shape[1:3], (kh, kw)))
   out = None
-  for tap, weights in zip(windows(x, k, stride, out_h, out_w), kernel.reshape(k * k, -1)):
+  for tap, weights in zip(windows(x, (kh, kw), stride, out_h, out_w),
+                          kernel.reshape(kh * kw, -1)):
     term = tap * weights
     out = term if out is None else out + term
   return out
@@ -82,7 +84,8 @@ def _shifted(x: jax.Array, kernel: jax.Array, stride: int, pads) -> jax.Array:
 _KERNEL_GRAD_SLICE_BYTES = 256 << 10
 
 
-def _kernel_grad(x: jax.Array, grad_out: jax.Array, k: int, stride: int, pads) -> jax.Array:
+def _kernel_grad(x: jax.Array, grad_out: jax.Array, kernel_shape: tuple[int, int], stride: int,
+                 pads) -> jax.Array:
   """d(loss)/d(kernel): per tap, sum over batch and space of window * output gradient."""
   padded = pad_spatially(x, pads)
   n, out_h, out_w, channels = grad_out.shape
@@ -98,10 +101,11 @@ def _kernel_grad(x: jax.Array, grad_out: jax.Array, k: int, stride: int, pads) -
     window = lax.dynamic_index_in_dim(padded, i, 1, keepdims=False)
     grad = lax.dynamic_index_in_dim(grad_out, i, 1, keepdims=False)
     return total + jnp.stack([jnp.sum(tap * grad, axis=(0, 1, 2))
-                              for tap in windows(window, k, stride, out_h, out_w)])
+                              for tap in windows(window, kernel_shape, stride, out_h, out_w)])
 
-  total = lax.fori_loop(0, num_slices, add_slice, jnp.zeros((k * k, channels), grad_out.dtype))
-  return total.reshape(k, k, 1, channels)
+  total = lax.fori_loop(0, num_slices, add_slice,
+                        jnp.zeros((kernel_shape[0] * kernel_shape[1], channels), grad_out.dtype))
+  return total.reshape(*kernel_shape, 1, channels)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
@@ -117,9 +121,8 @@ def _input_grad(grad_out: jax.Array, kernel: jax.Array, stride: int, pads,
                 input_size: tuple[int, int]) -> jax.Array:
   """d(loss)/d(input): the output gradient, dilated by the stride, correlated with the flipped
   kernel (a stride-1 shifted depthwise conv, instead of k*k padded scatters)."""
-  k = kernel.shape[0]
   spec = [(0, 0, 0)]
-  for size, (low, _), out in zip(input_size, pads, grad_out.shape[1:3]):
+  for size, (low, _), out, k in zip(input_size, pads, grad_out.shape[1:3], kernel.shape[:2]):
     before = k - 1 - low
     spec.append((before, size + k - 1 - before - ((out - 1) * stride + 1), stride - 1))
   spec.append((0, 0, 0))
@@ -130,10 +133,35 @@ def _input_grad(grad_out: jax.Array, kernel: jax.Array, stride: int, pads,
 def _shifted_vjp_backward(stride, pads, residuals, grad_out):
   x, kernel = residuals
   return (_input_grad(grad_out, kernel, stride, pads, x.shape[1:3]),
-          _kernel_grad(x, grad_out, kernel.shape[0], stride, pads))
+          _kernel_grad(x, grad_out, kernel.shape[:2], stride, pads))
 
 
 _shifted_vjp.defvjp(_shifted_vjp_forward, _shifted_vjp_backward)
+
+
+def taps_reading_input(size: int, kernel: int, stride: int, pads) -> tuple[slice, tuple[int, int]]:
+  """The taps of one axis that read the input for some output pixel, and the padding they need.
+
+  On small maps, outer taps read only padding (under a 5x5 kernel a 2x2 map leaves 3x3 taps, a
+  1x1 map only the centre): dropping them leaves the output unchanged and skips multiply-adds
+  by zero. A negative high padding means input rows that no tap reads.
+  """
+  low, high = pads
+  out = output_size(size + low + high, kernel, stride)
+  first = max(0, low - (out - 1) * stride)
+  last = min(kernel - 1, low + size - 1)
+  new_low = low - first
+  new_high = (out - 1) * stride + last - first + 1 - size - new_low
+  return slice(first, last + 1), (new_low, new_high)
+
+
+def drop_padding_taps(x: jax.Array, kernel: jax.Array, stride: int, pads):
+  """(x, kernel, pads) without the taps that read only padding and the rows no tap reads."""
+  (rows, (top, bottom)), (cols, (left, right)) = (
+      taps_reading_input(size, k, stride, axis_pads)
+      for size, k, axis_pads in zip(x.shape[1:3], kernel.shape[:2], pads))
+  x = x[:, :x.shape[1] + min(bottom, 0), :x.shape[2] + min(right, 0)]
+  return x, kernel[rows, cols], ((top, max(bottom, 0)), (left, max(right, 0)))
 
 
 IMPLEMENTATIONS: dict[str, Callable[..., jax.Array]] = {
@@ -166,5 +194,6 @@ class DepthwiseConv(nn.Module):
     kernel = self.param('kernel', self.kernel_init, (k, k, 1, x.shape[-1]), jnp.float32)
     x, kernel = nn.dtypes.promote_dtype(x, kernel, dtype=self.dtype)
     pads = tuple(spatial_padding(size, k, self.strides, self.padding) for size in x.shape[1:3])
+    x, kernel, pads = drop_padding_taps(x, kernel, self.strides, pads)
     run = IMPLEMENTATIONS[resolve_implementation(self.implementation)]
     return run(x, kernel, self.strides, pads)

@@ -6,8 +6,10 @@ from (seed, epoch, position). Resuming at step s rebuilds epoch s // steps_per_e
 the batches already seen before any decoding, so a resumed run sees the same images.
 """
 
+import concurrent.futures
 import dataclasses
 import functools
+import itertools
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -18,6 +20,10 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from mobilenet_jax import preprocessing
+
+
+# Batches before an epoch's end at which the next epoch starts filling its shuffle buffer.
+_EPOCH_LEAD_BATCHES = 50
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,18 +79,38 @@ def _train_epoch(builder, config, epoch: int, skip_batches: int, local_batch: in
 
 
 def train_batches(builder, config, spec: InputSpec, start_step: int) -> Iterator[dict]:
-  """Endless numpy batches of this process's share of the global batch, from `start_step`."""
+  """Endless numpy batches of this process's share of the global batch, from `start_step`.
+
+  The next epoch's first batch, which fills its shuffle buffer, is fetched in the background
+  while the last `_EPOCH_LEAD_BATCHES` batches of the one before are consumed, so that the
+  filling does not stall training. (Datasets are built here: TFDS's reads are not thread-safe.)
+  """
   local_batch = _local_batch_size(config.batch_size)
   epoch, skip = divmod(start_step, spec.steps_per_epoch)
-  while True:
+  fetcher = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix='next_epoch')
+
+  def open_epoch(epoch: int, skip: int):
     ds = _train_epoch(builder, config, epoch, skip, local_batch, spec.steps_per_epoch)
-    batches = [ds.prefetch(config.input.prefetch_batches).as_numpy_iterator()]
-    yield from batches[0]
-    # Deleting a tf.data iterator joins its threads, which took up to 30 s at epoch ends of real
-    # runs (0.7 s in isolation); the last reference goes to a thread that waits instead.
-    threading.Thread(target=batches.clear, daemon=True).start()
-    del batches
-    epoch, skip = epoch + 1, 0
+    batches = ds.prefetch(config.input.prefetch_batches).as_numpy_iterator()
+    return batches, fetcher.submit(next, batches)
+
+  upcoming = open_epoch(epoch, skip)
+  try:
+    while True:
+      batches, first = upcoming
+      open_next_at = max(spec.steps_per_epoch - skip - _EPOCH_LEAD_BATCHES, 1)
+      for i, batch in enumerate(itertools.chain([first.result()], batches), start=1):
+        if i == open_next_at:
+          upcoming = open_epoch(epoch + 1, 0)
+        yield batch
+      # Deleting a tf.data iterator joins its threads, which took up to 30 s at epoch ends of
+      # real runs (0.7 s in isolation); the last reference goes to a thread that waits instead.
+      finished = [batches]
+      threading.Thread(target=finished.clear, daemon=True).start()
+      del batches, finished
+      epoch, skip = epoch + 1, 0
+  finally:
+    fetcher.shutdown(wait=False, cancel_futures=True)
 
 
 def eval_batches(builder, config, spec: InputSpec) -> Iterator[dict]:
