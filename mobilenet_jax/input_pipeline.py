@@ -78,6 +78,19 @@ def _train_epoch(builder, config, epoch: int, skip_batches: int, local_batch: in
   return ds.batch(local_batch, drop_remainder=True)
 
 
+def _next_in_background(batches: Iterator[dict]) -> concurrent.futures.Future:
+  future = concurrent.futures.Future()
+
+  def fetch():
+    try:
+      future.set_result(next(batches))
+    except BaseException as error:  # pylint: disable=broad-exception-caught
+      future.set_exception(error)
+
+  threading.Thread(target=fetch, name='next_epoch', daemon=True).start()
+  return future
+
+
 def train_batches(builder, config, spec: InputSpec, start_step: int) -> Iterator[dict]:
   """Endless numpy batches of this process's share of the global batch, from `start_step`.
 
@@ -87,30 +100,26 @@ def train_batches(builder, config, spec: InputSpec, start_step: int) -> Iterator
   """
   local_batch = _local_batch_size(config.batch_size)
   epoch, skip = divmod(start_step, spec.steps_per_epoch)
-  fetcher = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix='next_epoch')
 
   def open_epoch(epoch: int, skip: int):
     ds = _train_epoch(builder, config, epoch, skip, local_batch, spec.steps_per_epoch)
     batches = ds.prefetch(config.input.prefetch_batches).as_numpy_iterator()
-    return batches, fetcher.submit(next, batches)
+    return batches, _next_in_background(batches)
 
   upcoming = open_epoch(epoch, skip)
-  try:
-    while True:
-      batches, first = upcoming
-      open_next_at = max(spec.steps_per_epoch - skip - _EPOCH_LEAD_BATCHES, 1)
-      for i, batch in enumerate(itertools.chain([first.result()], batches), start=1):
-        if i == open_next_at:
-          upcoming = open_epoch(epoch + 1, 0)
-        yield batch
-      # Deleting a tf.data iterator joins its threads, which took up to 30 s at epoch ends of
-      # real runs (0.7 s in isolation); the last reference goes to a thread that waits instead.
-      finished = [batches]
-      threading.Thread(target=finished.clear, daemon=True).start()
-      del batches, finished
-      epoch, skip = epoch + 1, 0
-  finally:
-    fetcher.shutdown(wait=False, cancel_futures=True)
+  while True:
+    batches, first = upcoming
+    open_next_at = max(spec.steps_per_epoch - skip - _EPOCH_LEAD_BATCHES, 1)
+    for i, batch in enumerate(itertools.chain([first.result()], batches), start=1):
+      if i == open_next_at:
+        upcoming = open_epoch(epoch + 1, 0)
+      yield batch
+    # Deleting a tf.data iterator joins its threads, which took up to 30 s at epoch ends of real
+    # runs (0.7 s in isolation); the last reference goes to a thread that waits instead.
+    finished = [batches]
+    threading.Thread(target=finished.clear, daemon=True).start()
+    del batches, finished, first
+    epoch, skip = epoch + 1, 0
 
 
 def eval_batches(builder, config, spec: InputSpec) -> Iterator[dict]:
