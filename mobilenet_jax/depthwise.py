@@ -68,11 +68,14 @@ def pad_spatially(x: jax.Array, pads) -> jax.Array:
 
 def _shifted(x: jax.Array, kernel: jax.Array, stride: int, pads) -> jax.Array:
   """Sum over the taps of a strided slice of the padded input times that tap's weights."""
-  x = pad_spatially(x, pads)
+  return _shifted_padded(pad_spatially(x, pads), kernel, stride)
+
+
+def _shifted_padded(padded: jax.Array, kernel: jax.Array, stride: int) -> jax.Array:
   kh, kw = kernel.shape[:2]
-  out_h, out_w = (output_size(size, k, stride) for size, k in zip(x.shape[1:3], (kh, kw)))
+  out_h, out_w = (output_size(size, k, stride) for size, k in zip(padded.shape[1:3], (kh, kw)))
   out = None
-  for tap, weights in zip(windows(x, (kh, kw), stride, out_h, out_w),
+  for tap, weights in zip(windows(padded, (kh, kw), stride, out_h, out_w),
                           kernel.reshape(kh * kw, -1)):
     term = tap * weights
     out = term if out is None else out + term
@@ -84,10 +87,9 @@ def _shifted(x: jax.Array, kernel: jax.Array, stride: int, pads) -> jax.Array:
 _KERNEL_GRAD_SLICE_BYTES = 256 << 10
 
 
-def _kernel_grad(x: jax.Array, grad_out: jax.Array, kernel_shape: tuple[int, int], stride: int,
-                 pads) -> jax.Array:
+def _kernel_grad(padded: jax.Array, grad_out: jax.Array, kernel_shape: tuple[int, int],
+                 stride: int) -> jax.Array:
   """d(loss)/d(kernel): per tap, sum over batch and space of window * output gradient."""
-  padded = pad_spatially(x, pads)
   n, out_h, out_w, channels = grad_out.shape
   per_image = padded[0].size * padded.dtype.itemsize
   num_slices = max(1, min(n, n * per_image // _KERNEL_GRAD_SLICE_BYTES))
@@ -114,7 +116,9 @@ def _shifted_vjp(x: jax.Array, kernel: jax.Array, stride: int, pads) -> jax.Arra
 
 
 def _shifted_vjp_forward(x, kernel, stride, pads):
-  return _shifted(x, kernel, stride, pads), (x, kernel)
+  # The padded input is kept for the kernel gradient rather than padded a second time.
+  padded = pad_spatially(x, pads)
+  return _shifted_padded(padded, kernel, stride), (padded, kernel)
 
 
 def _input_grad(grad_out: jax.Array, kernel: jax.Array, stride: int, pads,
@@ -127,13 +131,14 @@ def _input_grad(grad_out: jax.Array, kernel: jax.Array, stride: int, pads,
     spec.append((before, size + k - 1 - before - ((out - 1) * stride + 1), stride - 1))
   spec.append((0, 0, 0))
   dilated = lax.pad(grad_out, jnp.zeros((), grad_out.dtype), spec)
-  return _shifted(dilated, kernel[::-1, ::-1], 1, ((0, 0), (0, 0)))
+  return _shifted_padded(dilated, kernel[::-1, ::-1], 1)
 
 
 def _shifted_vjp_backward(stride, pads, residuals, grad_out):
-  x, kernel = residuals
-  return (_input_grad(grad_out, kernel, stride, pads, x.shape[1:3]),
-          _kernel_grad(x, grad_out, kernel.shape[:2], stride, pads))
+  padded, kernel = residuals
+  input_size = tuple(size - low - high for size, (low, high) in zip(padded.shape[1:3], pads))
+  return (_input_grad(grad_out, kernel, stride, pads, input_size),
+          _kernel_grad(padded, grad_out, kernel.shape[:2], stride))
 
 
 _shifted_vjp.defvjp(_shifted_vjp_forward, _shifted_vjp_backward)
