@@ -11,6 +11,11 @@ rounds alternating with ours, so both see the same machine load; `ratio_vs_torch
 images/s over PyTorch's (above 1: faster).
 """
 
+from mobilenet_jax import allocator
+
+if __name__ == '__main__':  # before JAX and TensorFlow are loaded
+  allocator.reexec_with_tcmalloc('experiments.benchmark')
+
 import json
 import sys
 

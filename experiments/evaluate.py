@@ -6,6 +6,11 @@ split.
       --config.dataset=imagenet2012 --config.data_dir=...
 """
 
+from mobilenet_jax import allocator
+
+if __name__ == '__main__':  # before JAX and TensorFlow are loaded
+  allocator.reexec_with_tcmalloc('experiments.evaluate')
+
 import json
 import sys
 

@@ -8,6 +8,11 @@ the same command on each with --distributed (jax.distributed.initialize() finds 
 TPU pods and SLURM; elsewhere set JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, JAX_PROCESS_ID).
 """
 
+from mobilenet_jax import allocator
+
+if __name__ == '__main__':  # before JAX and TensorFlow are loaded
+  allocator.reexec_with_tcmalloc('experiments.train')
+
 import sys
 
 import jax
