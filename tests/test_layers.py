@@ -82,8 +82,8 @@ def test_depthwise_implementations_agree(padding, kernel, stride, size):
 
 
 @pytest.mark.parametrize('padding', depthwise.PADDINGS)
-@pytest.mark.parametrize('kernel, stride', [(5, 1), (5, 2), (3, 2), (7, 1)])
-@pytest.mark.parametrize('height, width', [(1, 1), (2, 3), (4, 4)])
+@pytest.mark.parametrize('kernel, stride, height, width', [
+    (5, 1, 2, 3), (5, 2, 1, 1), (3, 2, 4, 4)])
 def test_dropping_padding_taps_changes_nothing(padding, kernel, stride, height, width):
   """On maps smaller than the kernel, every implementation (which drops the taps that read only
   padding) matches the full grouped convolution, gradients included (dropped taps get 0)."""
