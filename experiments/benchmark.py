@@ -26,7 +26,8 @@ from mobilenet_jax import benchmarking
 from mobilenet_jax.config_errors import ConfigError
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Model config file.')
-_MODE = flags.DEFINE_enum('mode', 'train', benchmarking.MODES, 'Time the train step or inference.')
+_MODE = flags.DEFINE_enum('mode', 'train', benchmarking.MODES,
+                          'Time the train step or inference.')
 _BATCH = flags.DEFINE_integer('batch', 32, 'Global batch size.')
 _STEPS = flags.DEFINE_integer('steps', 5, 'Timed steps per round.')
 _ROUNDS = flags.DEFINE_integer('rounds', 3, 'Rounds (alternating with PyTorch if compared).')
@@ -58,8 +59,8 @@ def _describe(r: dict) -> str:
 def main(argv):
   del argv
   try:
-    result = benchmarking.benchmark(_CONFIG.value, _MODE.value, _BATCH.value, _STEPS.value, _ROUNDS.value,
-                       _COMPARE_TORCH.value)
+    result = benchmarking.benchmark(_CONFIG.value, _MODE.value, _BATCH.value, _STEPS.value,
+                                    _ROUNDS.value, _COMPARE_TORCH.value)
   except ConfigError as e:
     sys.exit(f'error: {e}')
   print(json.dumps(result) if _JSON.value else _describe(result), flush=True)

@@ -35,7 +35,7 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)
   try:
     result = export.export_run(_WORKDIR.value, _FORMAT.value, _QUANTIZE.value, _WEIGHTS.value,
-                        _OUTPUT.value, _EVAL_EXAMPLES.value, _CALIBRATION.value)
+                               _OUTPUT.value, _EVAL_EXAMPLES.value, _CALIBRATION.value)
   except (ConfigError, DatasetUnavailable) as e:
     sys.exit(f'error: {e}')
   if _JSON.value:

@@ -119,7 +119,11 @@ def export_run(workdir: str, fmt: str, quantize: str, weights: str, output: str 
   with open(path) as f:
     config = ml_collections.ConfigDict(json.load(f))
   config.init_from = ''  # the checkpoint holds the weights
-  step, state, model, builder, spec = _restore(config, workdir)
+  model, builder, spec, _, state = train.restore_latest_run(config, workdir)
+  if state is None:
+    raise ConfigError(f'--workdir={workdir} has no checkpoint to export')
+  state = jax.tree.map(np.asarray, state)
+  step = int(state.step)
   variables = {'params': state.params if weights == 'raw' else state.ema_params,
                'batch_stats': state.batch_stats}
   size = config.input.image_size
@@ -158,15 +162,3 @@ def export_run(workdir: str, fmt: str, quantize: str, weights: str, output: str 
     result['jax_top1'] = float(np.mean(ours == eval_labels))
     result['exported_top1'] = float(np.mean(predict(eval_images).argmax(-1) == eval_labels))
   return result
-
-
-def _restore(config, workdir):
-  model, resuming, builder, spec = train._prepare(config, workdir)  # pylint: disable=protected-access
-  runner = train.Runner(model, config, spec, num_steps=1)
-  manager = checkpointing.create_manager(workdir, config.keep_checkpoints, asynchronous=False)
-  state = checkpointing.restore_latest(manager, runner.abstract_state) if resuming else None
-  manager.close()
-  if state is None:
-    raise ConfigError(f'--workdir={workdir} has no checkpoint to export')
-  state = jax.tree.map(np.asarray, state)
-  return int(state.step), state, model, builder, spec

@@ -185,13 +185,20 @@ def _prepare(config: ml_collections.ConfigDict, workdir: str | None):
   return model, resuming, builder, spec
 
 
-def evaluate_latest(config: ml_collections.ConfigDict, workdir: str) -> tuple[int, dict]:
-  """(step, metrics) of the latest checkpoint in `workdir` on `config.eval_split`."""
+def restore_latest_run(config: ml_collections.ConfigDict, workdir: str):
+  """(model, builder, spec, runner, state) of `workdir`'s latest checkpoint; state is None when
+  the run has none."""
   model, resuming, builder, spec = _prepare(config, workdir)
   runner = Runner(model, config, spec, _num_steps(config, spec))
   manager = checkpointing.create_manager(workdir, config.keep_checkpoints, asynchronous=False)
   state = checkpointing.restore_latest(manager, runner.abstract_state) if resuming else None
   manager.close()
+  return model, builder, spec, runner, state
+
+
+def evaluate_latest(config: ml_collections.ConfigDict, workdir: str) -> tuple[int, dict]:
+  """(step, metrics) of the latest checkpoint in `workdir` on `config.eval_split`."""
+  _, builder, spec, runner, state = restore_latest_run(config, workdir)
   if state is None:
     raise FileNotFoundError(f'no checkpoint to evaluate in {workdir}')
   return int(state.step), runner.evaluate(state, input_pipeline.eval_batches(builder, config, spec))
