@@ -7,6 +7,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from mobilenet_jax.batch_norm import BatchNorm
 from mobilenet_jax.conv import Conv
 from mobilenet_jax.depthwise import DepthwiseConv
 
@@ -48,7 +49,7 @@ class ConvBN(nn.Module):
   strides: int = 1
   activation: str | None = None
   depthwise: bool = False
-  norm: ModuleDef = nn.BatchNorm
+  norm: ModuleDef = BatchNorm
   padding: str = 'symmetric'
   depthwise_implementation: str = 'auto'
   conv_implementation: str = 'auto'

@@ -7,6 +7,7 @@ import jax
 import jax.numpy as jnp
 
 from mobilenet_jax.architecture import Architecture
+from mobilenet_jax.batch_norm import BatchNorm
 from mobilenet_jax.blocks import ConvLayer, DepthwiseSeparable, InvertedResidual
 from mobilenet_jax.layers import ConvBN, activate, dense_init
 
@@ -31,7 +32,7 @@ class MobileNet(nn.Module):
 
   @nn.compact
   def __call__(self, images: jax.Array, train: bool = False) -> jax.Array:
-    norm = functools.partial(nn.BatchNorm, use_running_average=not train,
+    norm = functools.partial(BatchNorm, use_running_average=not train,
                              momentum=self.bn_momentum, epsilon=self.bn_epsilon, dtype=self.dtype)
     conv_bn = functools.partial(ConvBN, norm=norm, padding=self.padding,
                                 depthwise_implementation=self.depthwise_implementation,

