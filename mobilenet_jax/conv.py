@@ -2,15 +2,18 @@
 
 Both implementations hold the kernel as `nn.Conv` does, (k, k, C_in, C_out), so checkpoints move
 between them. On XLA:CPU a matrix multiply beats the convolution path: for 1x1 convs (most of a
-MobileNet's multiply-adds), and for the k x k stem, where the kernel gradient of a 3-channel
-convolution costs more than the rest of the layer (written as the k*k windows of the input side
-by side times the kernel as a (k*k*C_in, C_out) matrix, its gradient is one matrix multiply).
+MobileNet's multiply-adds), and for the kernel gradient of the k x k stem, where XLA:CPU's
+3-channel convolution backward costs more than the rest of the layer (written as the k*k windows
+of the input side by side times the kernel as a (k*k*C_in, C_out) matrix, it is one matrix
+multiply). The stem's forward pass stays a convolution, faster than gathering those windows.
 The matrix multiply carries its own gradient: differentiated automatically, XLA:CPU wrote the
 output gradient out transposed (with the batch-norm backward fused into that copy) before the
 kernel-gradient multiply, 2-3x the time of the layer's whole backward pass at 112 px.
 """
 
 from collections.abc import Callable
+
+import functools
 
 import flax.linen as nn
 import jax
@@ -60,6 +63,32 @@ def _matmul_backward(residuals, grad_out):
 _matmul.defvjp(_matmul_forward, _matmul_backward)
 
 
+def _convolve(x: jax.Array, kernel: jax.Array, stride: int, pads) -> jax.Array:
+  return lax.conv_general_dilated(x, kernel, (stride, stride), pads,
+                                  dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def _convolve_with_matmul_grad(x: jax.Array, kernel: jax.Array, stride: int, pads) -> jax.Array:
+  return _convolve(x, kernel, stride, pads)
+
+
+def _convolve_forward(x, kernel, stride, pads):
+  return _convolve(x, kernel, stride, pads), (x, kernel)
+
+
+def _convolve_backward(stride, pads, residuals, grad_out):
+  x, kernel = residuals
+  k, features = kernel.shape[0], kernel.shape[-1]
+  patches = _patches(x, k, stride, pads)
+  kernel_grad = _matmul_backward((patches, kernel.reshape(-1, features)), grad_out)[1]
+  _, input_vjp = jax.vjp(lambda x: _convolve(x, kernel, stride, pads), x)
+  return input_vjp(grad_out)[0], kernel_grad.reshape(kernel.shape)
+
+
+_convolve_with_matmul_grad.defvjp(_convolve_forward, _convolve_backward)
+
+
 class Conv(nn.Module):
   """k x k convolution with `features` outputs, no bias."""
   features: int
@@ -77,7 +106,8 @@ class Conv(nn.Module):
                         jnp.float32)
     x, kernel = nn.dtypes.promote_dtype(x, kernel, dtype=self.dtype)
     pads = tuple(spatial_padding(size, k, s, self.padding) for size in x.shape[1:3])
-    if resolve_implementation(self.implementation) == 'matmul':
-      return _matmul(_patches(x, k, s, pads), kernel.reshape(-1, self.features))
-    return lax.conv_general_dilated(x, kernel, (s, s), pads,
-                                    dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+    if resolve_implementation(self.implementation) == 'conv':
+      return _convolve(x, kernel, s, pads)
+    if k == 1 and s == 1:
+      return _matmul(x, kernel.reshape(-1, self.features))
+    return _convolve_with_matmul_grad(x, kernel, s, pads)
