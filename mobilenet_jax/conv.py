@@ -1,14 +1,16 @@
 """Dense (not depthwise) convolutions without bias, with the implementation chosen per backend.
 
 Both implementations hold the kernel as `nn.Conv` does, (k, k, C_in, C_out), so checkpoints move
-between them. On XLA:CPU a matrix multiply beats the convolution path: for 1x1 convs (most of a
-MobileNet's multiply-adds), and for the kernel gradient of the k x k stem, where XLA:CPU's
-3-channel convolution backward costs more than the rest of the layer (written as the k*k windows
-of the input side by side times the kernel as a (k*k*C_in, C_out) matrix, it is one matrix
-multiply). The stem's forward pass stays a convolution, faster than gathering those windows.
-The matrix multiply carries its own gradient: differentiated automatically, XLA:CPU wrote the
-output gradient out transposed (with the batch-norm backward fused into that copy) before the
-kernel-gradient multiply, 2-3x the time of the layer's whole backward pass at 112 px.
+between them. On XLA:CPU a matrix multiply beats the convolution path for 1x1 convs (most of a
+MobileNet's multiply-adds) and for the kernel gradient of the k x k stem, where XLA:CPU's
+3-channel convolution backward costs more than the rest of the layer (as the k*k windows of the
+input side by side times the output gradient, it is one matrix multiply); the stem's forward
+pass stays a convolution, faster than gathering those windows.
+
+The 'matmul' paths carry their own gradient: differentiated automatically, XLA:CPU wrote each 1x1 conv's output
+gradient out transposed (the batch-norm backward fused into that strided copy) before the
+kernel-gradient multiply, 2-3x the time of the layer's whole backward pass at 112 px; the kernel
+gradient here transposes the layer's input instead.
 """
 
 from collections.abc import Callable
@@ -35,29 +37,31 @@ def resolve_implementation(name: str) -> str:
 
 def _patches(x: jax.Array, k: int, stride: int, pads) -> jax.Array:
   """(N, H', W', k*k*C): the k*k windows of each output pixel, in the kernel's (i, j, c) order."""
-  if k == 1 and stride == 1:
-    return x
   x = pad_spatially(x, pads)
   out_h, out_w = (output_size(size, k, stride) for size in x.shape[1:3])
   return jnp.concatenate(list(windows(x, (k, k), stride, out_h, out_w)), axis=-1)
 
 
+def _kernel_grad(inputs: jax.Array, grad_out: jax.Array) -> jax.Array:
+  """(P, D): inputs (..., P) contracted with grad_out (..., D) over all other axes."""
+  # (P, rows) @ (rows, D): the transpose falls on the inputs, not on the output gradient.
+  return jnp.dot(inputs.reshape(-1, inputs.shape[-1]).T,
+                 grad_out.reshape(-1, grad_out.shape[-1]))
+
+
 @jax.custom_vjp
-def _matmul(patches: jax.Array, kernel: jax.Array) -> jax.Array:
+def _matmul(x: jax.Array, kernel: jax.Array) -> jax.Array:
   """(..., P) @ (P, D)."""
-  return jnp.einsum('...p,pd->...d', patches, kernel)
+  return jnp.einsum('...p,pd->...d', x, kernel)
 
 
-def _matmul_forward(patches, kernel):
-  return _matmul(patches, kernel), (patches, kernel)
+def _matmul_forward(x, kernel):
+  return _matmul(x, kernel), (x, kernel)
 
 
 def _matmul_backward(residuals, grad_out):
-  patches, kernel = residuals
-  rows = patches.reshape(-1, patches.shape[-1])
-  # The small (P, rows) transpose of the input, not the output gradient's: see the module doc.
-  kernel_grad = jnp.dot(rows.T, grad_out.reshape(-1, grad_out.shape[-1]))
-  return jnp.einsum('...d,pd->...p', grad_out, kernel), kernel_grad
+  x, kernel = residuals
+  return jnp.einsum('...d,pd->...p', grad_out, kernel), _kernel_grad(x, grad_out)
 
 
 _matmul.defvjp(_matmul_forward, _matmul_backward)
@@ -79,9 +83,7 @@ def _convolve_forward(x, kernel, stride, pads):
 
 def _convolve_backward(stride, pads, residuals, grad_out):
   x, kernel = residuals
-  k, features = kernel.shape[0], kernel.shape[-1]
-  patches = _patches(x, k, stride, pads)
-  kernel_grad = _matmul_backward((patches, kernel.reshape(-1, features)), grad_out)[1]
+  kernel_grad = _kernel_grad(_patches(x, kernel.shape[0], stride, pads), grad_out)
   _, input_vjp = jax.vjp(lambda x: _convolve(x, kernel, stride, pads), x)
   return input_vjp(grad_out)[0], kernel_grad.reshape(kernel.shape)
 
