@@ -20,6 +20,7 @@ import json
 import sys
 
 from absl import app, flags
+import jax
 from ml_collections import config_flags
 
 from mobilenet_jax import benchmarking
@@ -58,6 +59,9 @@ def _describe(r: dict) -> str:
 
 def main(argv):
   del argv
+  # Compile time is one of the figures: a persistent cache (JAX_COMPILATION_CACHE_DIR) would
+  # report its load time instead.
+  jax.config.update('jax_enable_compilation_cache', False)
   try:
     result = benchmarking.benchmark(_CONFIG.value, _MODE.value, _BATCH.value, _STEPS.value,
                                     _ROUNDS.value, _COMPARE_TORCH.value)
