@@ -26,6 +26,11 @@ def _moments(x: jax.Array) -> tuple[jax.Array, jax.Array]:
   return mean, jnp.maximum(jnp.mean(x * x, _axes(x)) - mean * mean, 0.0)
 
 
+def _standardize(x, mean, inv_std, scale, bias):
+  """scale * (x - mean) * inv_std + bias: the one normalisation of train and eval mode."""
+  return (x - mean) * (scale * inv_std) + bias
+
+
 @functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
 def normalize_batch(x, scale, bias, epsilon: float):
   """(scale * (x - mean) / sqrt(var + epsilon) + bias, mean, var) over the batch's statistics."""
@@ -35,7 +40,7 @@ def normalize_batch(x, scale, bias, epsilon: float):
 def _normalize_forward(x, scale, bias, epsilon):
   mean, var = _moments(x)
   inv_std = lax.rsqrt(var + epsilon)
-  y = (x - mean) * (scale * inv_std) + bias
+  y = _standardize(x, mean, inv_std, scale, bias)
   return (y, mean, var), (x, scale, mean, inv_std)
 
 
@@ -76,7 +81,8 @@ class BatchNorm(nn.Module):
     running_var = self.variable('batch_stats', 'var', jnp.ones, (features,), jnp.float32)
     x = x.astype(jnp.promote_types(jnp.float32, x.dtype))
     if self.use_running_average:
-      y = (x - running_mean.value) * (scale * lax.rsqrt(running_var.value + self.epsilon)) + bias
+      y = _standardize(x, running_mean.value, lax.rsqrt(running_var.value + self.epsilon), scale,
+                       bias)
     else:
       y, mean, var = normalize_batch(x, scale, bias, self.epsilon)
       if not self.is_initializing():
