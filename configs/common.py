@@ -8,16 +8,20 @@ from collections.abc import Callable, Sequence
 
 import ml_collections
 
-from mobilenet_jax.config_errors import ConfigError
+from mobilenet_jax.errors import ConfigError
 
 Row = tuple
 
 
 def get_base_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
-  config.name = ''                # '<family>[:variants]', set by each config
+  # Identity, set by each config file: its family ('v3_small'), the variants applied in order
+  # (('fashion_mnist',)), and both as one name for logs and results ('v3_small:fashion_mnist').
+  config.family = ''
+  config.variants = ()
+  config.name = ''
   config.seed = 0
-  config.init_from = ''            # 'torchvision:PATH': start from published weights
+  config.init_from = ''           # 'torchvision:PATH' or 'keras:PATH': published weights
 
   # Data: any TFDS image-classification dataset.
   config.dataset = 'imagenet2012'
@@ -196,5 +200,7 @@ def apply_variants(config: ml_collections.ConfigDict, family: str, arg: str | No
       raise ConfigError(f'config variant {name!r} is not allowed for {family}; choose from: '
                         + ', '.join(allowed))
     VARIANTS[name](config)
+  config.family = family
+  config.variants = tuple(names)
   config.name = family + (':' + ','.join(names) if names else '')
   return config

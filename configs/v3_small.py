@@ -1,8 +1,17 @@
-"""MobileNetV3-Small (Howard et al. 2019, arXiv 1905.02244, Table 2), as released (torchvision).
+r"""MobileNetV3-Small on ImageNet: Howard et al. 2019 (arXiv 1905.02244), Table 2, as released
+(torchvision's `mobilenet_v3_small`): 2,542,856 params, 56.5M MAdds at 224 px (paper: 67.4%).
 
 The released model differs from the paper's table: a 1024-wide head and no SE on the last conv.
-  python -m experiments.summary --config=configs/v3_small.py
-Variants: `minimalistic` (3x3, ReLU, no SE), `small_image` (28-32 px inputs).
+Recipe: the V3 paper's (`common.v3_paper_recipe`). Not run here (no ImageNet).
+
+  python -m experiments.train --config=configs/v3_small.py --workdir=DIR --config.data_dir=...
+
+`:fashion_mnist`, the README's main job: Fashion-MNIST at 28 px from the offline Debian files,
+17 epochs of AdamW (`common.fashion_mnist`). On a 2-core CPU: 93.07% test top-1 (EMA 93.01%) in
+14 min 53 s of wall time, 1219 images/s.
+  python -m experiments.train --config=configs/v3_small.py:fashion_mnist --workdir=runs/v3s
+
+Variants: `minimalistic` (3x3, ReLU, no SE), `small_image` (28-32 px inputs), `fashion_mnist`.
 """
 
 from configs import common

@@ -11,20 +11,17 @@ rounds alternating with ours, so both see the same machine load; `ratio_vs_torch
 images/s over PyTorch's (above 1: faster).
 """
 
-from mobilenet_jax import allocator
+from experiments import cli
 
-if __name__ == '__main__':  # before JAX and TensorFlow are loaded
-  allocator.reexec_with_tcmalloc('experiments.benchmark')
+cli.preload_tcmalloc(__name__)
 
-import json
-import sys
+import json  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-from absl import app, flags
-import jax
-from ml_collections import config_flags
+import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
+from absl import flags  # pylint: disable=g-import-not-at-top,wrong-import-position
+from ml_collections import config_flags  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-from mobilenet_jax import benchmarking
-from mobilenet_jax.config_errors import ConfigError
+from mobilenet_jax.tools import benchmarking  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Model config file.')
 _MODE = flags.DEFINE_enum('mode', 'train', benchmarking.MODES,
@@ -62,13 +59,10 @@ def main(argv):
   # Compile time is one of the figures: a persistent cache (JAX_COMPILATION_CACHE_DIR) would
   # report its load time instead.
   jax.config.update('jax_enable_compilation_cache', False)
-  try:
-    result = benchmarking.benchmark(_CONFIG.value, _MODE.value, _BATCH.value, _STEPS.value,
-                                    _ROUNDS.value, _COMPARE_TORCH.value)
-  except ConfigError as e:
-    sys.exit(f'error: {e}')
+  result = benchmarking.benchmark(_CONFIG.value, _MODE.value, _BATCH.value, _STEPS.value,
+                                  _ROUNDS.value, _COMPARE_TORCH.value)
   print(json.dumps(result) if _JSON.value else _describe(result), flush=True)
 
 
 if __name__ == '__main__':
-  app.run(main)
+  cli.run(main)

@@ -12,7 +12,10 @@ import statistics
 import subprocess
 import sys
 
-from absl import app, flags
+from absl import flags
+
+from experiments import cli
+from mobilenet_jax.errors import UserError
 
 _FAMILIES = flags.DEFINE_list('families', ['v3_large', 'v3_small', 'v2', 'v1'], 'Configs.')
 _MODES = flags.DEFINE_list('modes', ['train', 'infer'], 'Benchmark modes.')
@@ -27,8 +30,11 @@ def _measure(family: str, mode: str, size: str, batch: str) -> dict:
   command = [sys.executable, '-m', 'experiments.benchmark', f'--config=configs/{family}.py',
              f'--mode={mode}', f'--batch={batch}', f'--config.input.image_size={size}',
              f'--steps={_STEPS.value}', f'--rounds={_ROUNDS.value}', '--compare_torch', '--json']
-  out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
-  return json.loads(out.strip().splitlines()[-1])
+  done = subprocess.run(command, capture_output=True, text=True, check=False)
+  if done.returncode:  # the benchmark's own one-line error, or the last line of a crash
+    lines = done.stderr.strip().splitlines() or [f'exit status {done.returncode}']
+    raise UserError(f'{family} {mode} {size}/{batch}: {lines[-1].removeprefix("error: ")}')
+  return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def main(argv):
@@ -51,4 +57,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  cli.run(main)

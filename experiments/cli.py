@@ -1,6 +1,79 @@
-"""What the command-line entry points share."""
+"""What every command-line entry point shares: tcmalloc, quiet logs and one-line errors.
+
+An entry point opens with `cli.preload_tcmalloc(__name__)` (before JAX or TensorFlow load), keeps
+`main` to flags and printing, and ends with `cli.run(main)`. Every mistake a user can make (a
+config value, a missing config file, an unknown variant, a misspelled field, a flag value, a
+missing dataset, run or checkpoint, a diverged run) then ends the same way: one `error: ...` line
+on stderr, exit status 1, no traceback. This module imports no JAX.
+"""
+
+import os
+import re
+import sys
+from collections.abc import Callable
+
+from absl import app, flags, logging
+
+from mobilenet_jax.errors import UserError
+from mobilenet_jax.tools import allocator
+
+
+def preload_tcmalloc(module_name: str) -> None:
+  """Re-executes the running entry point with tcmalloc preloaded (see tools/allocator.py).
+
+  A no-op when imported rather than run, so tests can import entry points."""
+  if module_name == '__main__':
+    allocator.reexec_with_tcmalloc(sys.modules['__main__'].__spec__.name)
 
 
 def config_overrides(argv: list[str]) -> tuple[str, ...]:
   """The --config.FIELD=VALUE flags of a command line, as given."""
   return tuple(arg for arg in argv if arg.startswith('--config.'))
+
+
+def fail(message: str) -> None:
+  """Ends the program with one line; the message's other lines are joined onto it."""
+  sys.exit('error: ' + ' '.join(line.strip() for line in str(message).splitlines()
+                                if line.strip()))
+
+
+def _check_config_files(argv: list[str]) -> None:
+  # ml_collections defers a missing config file to the first use of the flag, with a traceback.
+  for arg in argv[1:]:
+    match = re.fullmatch(r'--(\w*config)=([^:]*)(:.*)?', arg)
+    if match and not os.path.isfile(match.group(2)):
+      fail(f'--{match.group(1)}={match.group(2)}: no such config file')
+
+
+def _parse_flags(argv: list[str]) -> list[str]:
+  _check_config_files(argv)
+  try:
+    return flags.FLAGS(argv)
+  except flags.Error as e:
+    # A config file that raised while loading comes wrapped with its traceback; its last line
+    # is the error itself ('mobilenet_jax.errors.ConfigError: config variant ...').
+    lines = [line for line in str(e).splitlines() if line.strip()]
+    if 'Traceback' in str(e):
+      fail(f'{lines[0].split(":")[0]}: ' + lines[-1].split(': ', 1)[-1])
+    fail(str(e))
+  except AttributeError as e:  # --config.FIELD=... of a field the config does not have
+    key, _, hint = str(e).strip('\'"').partition('\\n')
+    key = key.strip('\'\\')
+    flag = next((a.split('=')[0] for a in argv if a.startswith('--config.') and key in a), key)
+    fail(f'{flag}: the config has no such field. {hint.replace(chr(92), "")}'.strip())
+
+
+def run(main: Callable[[list[str]], None]) -> None:
+  """absl's app.run with the shared flag parsing, logging and error handling."""
+
+  def guarded_main(argv: list[str]) -> None:
+    # Results and progress are printed; library INFO logs (orbax's are many) are not, unless
+    # asked for with --verbosity=0.
+    if not flags.FLAGS['verbosity'].present:
+      logging.set_verbosity(logging.WARNING)
+    try:
+      main(argv)
+    except UserError as e:
+      fail(str(e))
+
+  app.run(guarded_main, flags_parser=_parse_flags)

@@ -1,49 +1,47 @@
 r"""Evaluates a run's latest checkpoint (raw and EMA weights), or imported weights, on the eval
 split.
 
-  python -m experiments.evaluate --config=configs/v3_small.py:fashion_mnist --workdir=DIR
+  python -m experiments.evaluate --workdir=DIR                  # the run's own config
+  python -m experiments.evaluate --workdir=DIR --config=configs/v3_small.py:fashion_mnist \
+      --config.eval_split=train                                 # another config for the run
   python -m experiments.evaluate --config=configs/v3_large.py --init_from=torchvision:W.pth \
       --config.dataset=imagenet2012 --config.data_dir=...
 """
 
-from mobilenet_jax import allocator
+from experiments import cli
 
-if __name__ == '__main__':  # before JAX and TensorFlow are loaded
-  allocator.reexec_with_tcmalloc('experiments.evaluate')
+cli.preload_tcmalloc(__name__)
 
-import json
-import sys
+import json  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-from absl import app, flags, logging
-from ml_collections import config_flags
+from absl import flags  # pylint: disable=g-import-not-at-top,wrong-import-position
+from ml_collections import config_flags  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-from mobilenet_jax import train
-from mobilenet_jax.config_errors import ConfigError
-from mobilenet_jax.datasets import DatasetUnavailable
+from mobilenet_jax import train  # pylint: disable=g-import-not-at-top,wrong-import-position
+from mobilenet_jax.errors import ConfigError  # pylint: disable=g-import-not-at-top,wrong-import-position
+from mobilenet_jax.train import workdir as run_dir  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-_CONFIG = config_flags.DEFINE_config_file('config', None, 'The run\'s config file.')
+_CONFIG = config_flags.DEFINE_config_file(
+    'config', None, 'Config file; default with --workdir: the run\'s own config.json.')
 _WORKDIR = flags.DEFINE_string('workdir', None, 'The run\'s workdir.')
 _INIT_FROM = flags.DEFINE_string('init_from', None, 'Evaluate these weights instead: '
-                                 'torchvision:PATH.')
+                                 'torchvision:PATH or keras:PATH (needs --config).')
 _JSON = flags.DEFINE_bool('json', False, 'Print one JSON object.')
-flags.mark_flags_as_required(['config'])
 
 
 def main(argv):
   del argv
-  if not flags.FLAGS['verbosity'].present:
-    logging.set_verbosity(logging.WARNING)
-  config = _CONFIG.value
   if (_WORKDIR.value is None) == (_INIT_FROM.value is None):
-    sys.exit('error: give exactly one of --workdir (a run to evaluate) and --init_from')
-  try:
-    if _INIT_FROM.value:
-      config.init_from = _INIT_FROM.value
-      step, metrics = 0, train.evaluate_imported(config)
-    else:
-      step, metrics = train.evaluate_latest(config, _WORKDIR.value)
-  except (ConfigError, DatasetUnavailable, FileNotFoundError) as e:
-    sys.exit(f'error: {e}')
+    raise ConfigError('give exactly one of --workdir (a run to evaluate) and --init_from')
+  if _INIT_FROM.value:
+    if _CONFIG.value is None:
+      raise ConfigError('--init_from needs --config, the architecture of the weights')
+    config = _CONFIG.value
+    config.init_from = _INIT_FROM.value
+    step, metrics = 0, train.evaluate_imported(config)
+  else:
+    config = _CONFIG.value or run_dir.read_config(_WORKDIR.value)
+    step, metrics = train.evaluate_latest(_WORKDIR.value, config)
   if _JSON.value:
     print(json.dumps({'step': step, 'split': config.eval_split, **metrics}))
     return
@@ -54,4 +52,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  cli.run(main)

@@ -7,19 +7,22 @@ images, and (unless --eval_examples=0) top-1 of the exported model and of the JA
 eval split. int8 calibrates on --calibration_examples training images (eval preprocessing).
 """
 
-import json
-import sys
+from experiments import cli
 
-from absl import app, flags, logging
+cli.preload_tcmalloc(__name__)
 
-from mobilenet_jax import export
-from mobilenet_jax.config_errors import ConfigError
-from mobilenet_jax.datasets import DatasetUnavailable
+import json  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+from absl import flags  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+from mobilenet_jax.interop import export  # pylint: disable=g-import-not-at-top,wrong-import-position
+from mobilenet_jax.tools import exporting  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 _WORKDIR = flags.DEFINE_string('workdir', None, 'A training run\'s workdir.')
-_FORMAT = flags.DEFINE_string('format', 'tflite', f'One of {export.FORMATS}.')
-_QUANTIZE = flags.DEFINE_string('quantize', 'none', f'One of {export.QUANTIZATIONS} (tflite).')
-_WEIGHTS = flags.DEFINE_string('weights', 'raw', "'raw' or 'ema'.")
+_FORMAT = flags.DEFINE_enum('format', 'tflite', export.FORMATS, 'What to export to.')
+_QUANTIZE = flags.DEFINE_enum('quantize', 'none', export.QUANTIZATIONS,
+                              'Quantization (tflite only).')
+_WEIGHTS = flags.DEFINE_enum('weights', 'raw', export.WEIGHTS, 'The raw or the EMA weights.')
 _OUTPUT = flags.DEFINE_string('output', None, 'Default: DIR/export/model_<quantize>.tflite or '
                               'DIR/export/saved_model.')
 _EVAL_EXAMPLES = flags.DEFINE_integer('eval_examples', -1, 'Eval images for top-1: -1 all, '
@@ -31,13 +34,8 @@ flags.mark_flags_as_required(['workdir'])
 
 def main(argv):
   del argv
-  if not flags.FLAGS['verbosity'].present:
-    logging.set_verbosity(logging.WARNING)
-  try:
-    result = export.export_run(_WORKDIR.value, _FORMAT.value, _QUANTIZE.value, _WEIGHTS.value,
-                               _OUTPUT.value, _EVAL_EXAMPLES.value, _CALIBRATION.value)
-  except (ConfigError, DatasetUnavailable) as e:
-    sys.exit(f'error: {e}')
+  result = exporting.export_run(_WORKDIR.value, _FORMAT.value, _QUANTIZE.value, _WEIGHTS.value,
+                                _OUTPUT.value, _EVAL_EXAMPLES.value, _CALIBRATION.value)
   if _JSON.value:
     print(json.dumps(result))
     return
@@ -51,4 +49,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  cli.run(main)

@@ -10,14 +10,14 @@ only its `model.num_classes` is used.
 
 import importlib
 import json
-import sys
 
-from absl import app, flags, logging
+from absl import flags
 from ml_collections import config_flags
 
-from mobilenet_jax import architecture, complexity
-from mobilenet_jax.config_errors import ConfigError
-from mobilenet_jax.registry import create_model
+from experiments import cli
+from mobilenet_jax.errors import ConfigError
+from mobilenet_jax.models import architecture, complexity
+from mobilenet_jax.models.registry import create_model
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Model config file.')
 _ALL = flags.DEFINE_bool('all', False, 'One row per shipped config over the papers\' grid.')
@@ -70,24 +70,20 @@ def _grid_records(num_classes: int) -> list[dict]:
 
 def main(argv):
   del argv
-  logging.set_verbosity(logging.WARNING)  # keep the table free of backend start-up notes
   config = _CONFIG.value
   if config is None and not _ALL.value:
-    raise app.UsageError('--config is required, e.g. --config=configs/v3_large.py')
-  try:
-    if _ALL.value:
-      records = _grid_records(config.model.num_classes if config else 1000)
-      if _JSON.value:
-        print('\n'.join(json.dumps(r) for r in records))
-        return
-      print(f'{"config":<12}{"alpha":>7}{"size":>6}{"params":>12}{"MAdds":>15}')
-      for r in records:
-        print(f'{r["config"]:<12}{r["width_multiplier"]:>7}{r["image_size"]:>6}'
-              f'{r["params"]:>12,}{r["madds"]:>15,}')
+    raise ConfigError('--config is required, e.g. --config=configs/v3_large.py (or --all)')
+  if _ALL.value:
+    records = _grid_records(config.model.num_classes if config else 1000)
+    if _JSON.value:
+      print('\n'.join(json.dumps(r) for r in records))
       return
-    record, costs = summarize(config)
-  except ConfigError as e:
-    sys.exit(f'error: {e}')
+    print(f'{"config":<12}{"alpha":>7}{"size":>6}{"params":>12}{"MAdds":>15}')
+    for r in records:
+      print(f'{r["config"]:<12}{r["width_multiplier"]:>7}{r["image_size"]:>6}'
+            f'{r["params"]:>12,}{r["madds"]:>15,}')
+    return
+  record, costs = summarize(config)
   if _JSON.value:
     print(json.dumps(record))
   else:
@@ -95,4 +91,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  cli.run(main)

@@ -13,12 +13,12 @@ the end, `experiments.report` writes DIR/results.{csv,md} and the figures.
 
 import sys
 
-from absl import app, flags
+from absl import flags
 from ml_collections import config_flags
 
-from experiments.cli import config_overrides
-from mobilenet_jax import reporting, sweeps
-from mobilenet_jax.config_errors import ConfigError
+from experiments import cli
+from mobilenet_jax.errors import ConfigError
+from mobilenet_jax.tools import reporting, sweeps
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Base config file of every run.')
 _SWEEP = flags.DEFINE_string('sweep', None, 'Sweep file, path/to/sweep.py[:arg].')
@@ -30,14 +30,11 @@ flags.mark_flags_as_required(['config', 'sweep', 'workdir'])
 
 def main(argv):
   del argv
-  try:
-    if _PARALLEL.value < 1:
-      raise ConfigError(f'--parallel={_PARALLEL.value} is not allowed; it must be at least 1')
-    runs = sweeps.expand(config_flags.get_config_filename(flags.FLAGS['config']),
-                         sweeps.load_sweep(_SWEEP.value), config_overrides(sys.argv),
-                         _WORKDIR.value)
-  except ConfigError as e:
-    sys.exit(f'error: {e}')
+  if _PARALLEL.value < 1:
+    raise ConfigError(f'--parallel={_PARALLEL.value} is not allowed; it must be at least 1')
+  runs = sweeps.expand(config_flags.get_config_filename(flags.FLAGS['config']),
+                       sweeps.load_sweep(_SWEEP.value), cli.config_overrides(sys.argv),
+                       _WORKDIR.value)
   if _DRY_RUN.value:
     for run in runs:
       print(sweeps.shell_command(run))
@@ -49,8 +46,8 @@ def main(argv):
   print('report: ' + ', '.join(paths))
   failed = [name for name, state in outcome.items() if state == 'failed']
   if failed:
-    sys.exit(f'{len(failed)} of {len(runs)} runs failed: {", ".join(failed)}')
+    cli.fail(f'{len(failed)} of {len(runs)} runs failed: {", ".join(failed)}')
 
 
 if __name__ == '__main__':
-  app.run(main)
+  cli.run(main)

@@ -8,21 +8,17 @@ the same command on each with --distributed (jax.distributed.initialize() finds 
 TPU pods and SLURM; elsewhere set JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, JAX_PROCESS_ID).
 """
 
-from mobilenet_jax import allocator
+from experiments import cli
 
-if __name__ == '__main__':  # before JAX and TensorFlow are loaded
-  allocator.reexec_with_tcmalloc('experiments.train')
+cli.preload_tcmalloc(__name__)
 
-import sys
+import sys  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-import jax
-from absl import app, flags, logging
-from ml_collections import config_flags
+import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
+from absl import flags  # pylint: disable=g-import-not-at-top,wrong-import-position
+from ml_collections import config_flags  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-from experiments.cli import config_overrides
-from mobilenet_jax import train
-from mobilenet_jax.config_errors import ConfigError
-from mobilenet_jax.datasets import DatasetUnavailable
+from mobilenet_jax import train  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Training config file.')
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Where checkpoints, metrics and results go.')
@@ -32,17 +28,10 @@ flags.mark_flags_as_required(['config', 'workdir'])
 
 def main(argv):
   del argv
-  # Progress, evaluations and results are printed; library INFO logs (orbax's are many) are not.
-  # Pass --verbosity=0 to see them.
-  if not flags.FLAGS['verbosity'].present:
-    logging.set_verbosity(logging.WARNING)
   if _DISTRIBUTED.value:
     jax.distributed.initialize()
-  try:
-    train.train_and_evaluate(_CONFIG.value, _WORKDIR.value, config_overrides(sys.argv))
-  except (ConfigError, DatasetUnavailable, FloatingPointError) as e:
-    sys.exit(f'error: {e}')
+  train.train_and_evaluate(_CONFIG.value, _WORKDIR.value, cli.config_overrides(sys.argv))
 
 
 if __name__ == '__main__':
-  app.run(main)
+  cli.run(main)

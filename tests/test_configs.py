@@ -7,8 +7,8 @@ import sys
 import pytest
 
 from configs import v1, v2, v3_large, v3_small
-from mobilenet_jax.config_errors import ConfigError
-from mobilenet_jax.registry import create_model
+from mobilenet_jax.errors import ConfigError
+from mobilenet_jax.models.registry import create_model
 
 
 @pytest.mark.parametrize('module', [v1, v2, v3_large, v3_small])

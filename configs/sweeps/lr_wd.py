@@ -2,7 +2,7 @@
 learning rate 0.004 for 128 images, weight decay 0.05); pass your own values with an ImageNet one.
 """
 
-from mobilenet_jax import hyper
+from mobilenet_jax.tools import hyper
 
 
 def get_sweep(arg: str | None = None):

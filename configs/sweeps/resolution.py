@@ -4,7 +4,7 @@
   --sweep=configs/sweeps/resolution.py:small       20, 24, 28, 32 (the :fashion_mnist variants)
 """
 
-from mobilenet_jax import hyper
+from mobilenet_jax.tools import hyper
 
 SIZES = {'imagenet': (224, 192, 160, 128), 'small': (20, 24, 28, 32)}
 

@@ -6,7 +6,7 @@
 that the report's figures compare families; `width_multiplier.py:v3_small,v2` for some of them.
 """
 
-from mobilenet_jax import hyper
+from mobilenet_jax.tools import hyper
 
 WIDTHS = (0.35, 0.5, 0.75, 1.0, 1.25)
 FAMILIES = ('v1', 'v2', 'v3_large', 'v3_small')

@@ -1,0 +1,72 @@
+"""Starting from published weights: `config.init_from = 'torchvision:PATH'` or `'keras:PATH'`.
+
+- torchvision: a `state_dict` file of `mobilenet_v2`, `mobilenet_v3_large` or
+  `mobilenet_v3_small`. Inputs ImageNet-normalized (the configs' default input.mean/std).
+- keras: a weights file of the Keras application `MobileNet`, `MobileNetV2`,
+  `MobileNetV3Large` or `MobileNetV3Small` with 1000 classes (`:minimalistic` configs for the
+  minimalistic V3). Inputs scaled to [-1, 1], as Keras's `preprocess_input`.
+The weights must be of the config's family and width. The model and input fields that must
+match them (padding convention, batch-norm epsilon, input scaling) are set from the source
+before the model is built, and the classifier is re-initialized when the number of classes
+differs.
+"""
+
+import os
+from typing import Any
+
+import ml_collections
+import numpy as np
+
+from mobilenet_jax.errors import ConfigError
+from mobilenet_jax.interop import weight_import
+from mobilenet_jax.interop.sources import SOURCES
+
+
+def _parse(spec: str) -> tuple[str, str]:
+  source, _, path = spec.partition(':')
+  if source not in SOURCES or not path:
+    raise ConfigError(f'init_from={spec!r} is not allowed; use one of '
+                      f'{", ".join(s + ":PATH" for s in SOURCES)}')
+  if not os.path.exists(path):
+    raise ConfigError(f'init_from={spec!r} is not allowed; no file {path}')
+  return source, path
+
+
+def configure(config: ml_collections.ConfigDict) -> None:
+  """Checks `config.init_from` and sets the model and input fields its weights need, saying so
+  (before the model is built)."""
+  if not config.init_from:
+    return
+  source_name, _ = _parse(config.init_from)
+  source = SOURCES[source_name]
+  if config.family not in source.builders:
+    raise ConfigError(f'init_from={config.init_from!r} is not allowed for {config.family}: '
+                      f'{source_name} has {", ".join(source.builders)}')
+  for section, values in (('model', source.model_fields[config.family]),
+                          ('input', source.input_fields)):
+    for field, value in values.items():
+      if tuple(np.atleast_1d(config[section][field])) != tuple(np.atleast_1d(value)):
+        print(f'init_from: {section}.{field}={value} (as the weights were trained; was '
+              f'{config[section][field]})', flush=True)
+        config[section][field] = value
+
+
+def load(config: ml_collections.ConfigDict, model, variables: dict[str, Any]) -> dict[str, Any]:
+  """`variables` (our fresh init) with every layer replaced by the imported weights."""
+  source, path = _parse(config.init_from)
+  if source == 'torchvision':
+    import torch  # pylint: disable=g-import-not-at-top
+    layers = weight_import.torch_layers(torch.load(path, map_location='cpu', weights_only=True))
+  else:
+    reference = weight_import.keras_model(config.family, config.model.width_multiplier,
+                                          'minimalistic' in config.variants)
+    reference.load_weights(path)
+    layers = weight_import.keras_layers(reference)
+  classes = layers[-1][1]['kernel'].shape[-1]
+  imported = weight_import.assign(layers, model.clone(num_classes=classes),
+                                  config.input.image_size)
+  if classes != model.num_classes:
+    print(f'init_from: the classifier is re-initialized ({classes} classes in the weights, '
+          f'{model.num_classes} here)', flush=True)
+    imported['params']['classifier'] = variables['params']['classifier']
+  return imported

@@ -1,0 +1,86 @@
+"""The PyTorch MobileNets we measure ourselves against: torchvision's, and V1 from our table.
+
+torch and torchvision are optional (benchmark and interop tests only): see requirements-reference.txt.
+"""
+
+import sys
+import types
+from typing import Any
+
+from mobilenet_jax.errors import ConfigError
+from mobilenet_jax.interop.sources import SOURCES
+from mobilenet_jax.models import architecture
+
+# Our config families and the torchvision builders of the same architectures.
+TORCHVISION_BUILDERS = SOURCES['torchvision'].builders
+
+
+def import_torchvision_models() -> types.ModuleType:
+  """`torchvision.models`, importable next to the CPU build of torch.
+
+  The registry's torchvision wheel is a CUDA build; importing it next to the CPU torch fails
+  with `RuntimeError: operator torchvision::nms does not exist`, raised while
+  `torchvision._meta_registrations` registers meta kernels for detection ops. MobileNets use
+  none of those ops, so an empty module stands in for that one before the first import.
+  """
+  if 'torchvision' not in sys.modules:
+    name = 'torchvision._meta_registrations'
+    sys.modules.setdefault(name, types.ModuleType(name))
+  import torchvision.models  # pylint: disable=g-import-not-at-top
+  return torchvision.models
+
+
+def create_model(config: Any, params: int):
+  """The PyTorch model with the architecture of `config.model` (torchvision's where it has one).
+
+  `params` is our model's parameter count. Raises ConfigError when the two architectures differ
+  (a table variant torchvision does not have): the counts must be equal.
+  """
+  import torch  # pylint: disable=g-import-not-at-top
+  model_config = config.model
+  if config.family in TORCHVISION_BUILDERS:
+    build = getattr(import_torchvision_models(), TORCHVISION_BUILDERS[config.family])
+    model = build(num_classes=model_config.num_classes,
+                  width_mult=model_config.width_multiplier,
+                  dropout=model_config.dropout_rate)
+  else:
+    model = _separable_model(architecture.resolve(model_config), model_config, torch.nn)
+  theirs = sum(p.numel() for p in model.parameters())
+  stride = architecture.resolve(model_config).total_stride
+  if stride != 32:  # every reference MobileNet downsamples 32x
+    raise ConfigError(f'config {config.name} has no PyTorch counterpart here: its total stride '
+                      f'is {stride}, the published models\' is 32')
+  if params != theirs:
+    raise ConfigError(
+        f'config {config.name} has no PyTorch counterpart here: {params:,} parameters against '
+        f"{theirs:,}; compare the papers' tables ({', '.join(TORCHVISION_BUILDERS)}, v1)")
+  return model
+
+
+def _separable_model(arch: architecture.Architecture, model_config, nn):
+  """A MobileNet of conv and depthwise-separable rows (V1: torchvision has none)."""
+  activations = {'relu': nn.ReLU, 'relu6': nn.ReLU6, 'hard_swish': nn.Hardswish}
+
+  def conv_bn(cin, cout, kernel, stride, activation, groups=1):
+    return [nn.Conv2d(cin, cout, kernel, stride, kernel // 2, groups=groups, bias=False),
+            nn.BatchNorm2d(cout), activations[activation]()]
+
+  layers = []
+  for layer in arch.layers:
+    if layer.block == 'conv':
+      layers += conv_bn(layer.in_width, layer.out, layer.kernel, layer.stride, layer.activation)
+    elif layer.block == 'ds':
+      layers += conv_bn(layer.in_width, layer.in_width, layer.kernel, layer.stride,
+                        layer.activation, groups=layer.in_width)
+      layers += conv_bn(layer.in_width, layer.out, 1, 1, layer.activation)
+    else:
+      raise ConfigError(f"block '{layer.block}' has no PyTorch builder here; allowed: conv, ds")
+  width = arch.layers[-1].out
+  if arch.head_width:
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(width, arch.head_width),
+               activations[arch.head_activation]()]
+    width = arch.head_width
+  else:
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+  layers += [nn.Dropout(model_config.dropout_rate), nn.Linear(width, model_config.num_classes)]
+  return nn.Sequential(*layers)

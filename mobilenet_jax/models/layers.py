@@ -1,0 +1,78 @@
+"""The small pieces every MobileNet is made of: activations, conv-BN-act, squeeze-and-excite."""
+
+from collections.abc import Callable
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from mobilenet_jax.ops.batch_norm import BatchNorm
+from mobilenet_jax.ops.conv import Conv
+from mobilenet_jax.ops.depthwise import DepthwiseConv
+
+ModuleDef = Any
+
+# One function per name of `architecture.ACTIVATIONS`.
+ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
+    'relu': nn.relu,
+    'relu6': jax.nn.relu6,
+    'hard_swish': jax.nn.hard_swish,      # x * relu6(x + 3) / 6
+    'hard_sigmoid': jax.nn.hard_sigmoid,  # relu6(x + 3) / 6
+}
+
+# Initialisers of the reference implementations (torchvision): He-normal over fan-out for
+# convolutions, N(0, 0.01) for fully connected layers, zero biases.
+conv_init = nn.initializers.variance_scaling(2.0, 'fan_out', 'normal')
+dense_init = nn.initializers.normal(0.01)
+
+
+def activate(name: str | None, x: jax.Array) -> jax.Array:
+  return x if name is None else ACTIVATIONS[name](x)
+
+
+class ConvBN(nn.Module):
+  """Convolution without bias, batch norm, then an optional activation.
+
+  `norm` arrives bound to train/eval mode by the network, so blocks never know which they are in.
+  """
+  features: int
+  kernel_size: int = 1
+  strides: int = 1
+  activation: str | None = None
+  depthwise: bool = False
+  norm: ModuleDef = BatchNorm
+  padding: str = 'symmetric'
+  depthwise_implementation: str = 'auto'
+  conv_implementation: str = 'auto'
+  dtype: jnp.dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    k, s = self.kernel_size, self.strides
+    if self.depthwise:
+      if self.features != x.shape[-1]:
+        raise ValueError(f'a depthwise conv keeps its width: {x.shape[-1]} != {self.features}')
+      x = DepthwiseConv(k, s, self.padding, self.depthwise_implementation, self.dtype,
+                        name='conv')(x)
+    else:
+      x = Conv(self.features, k, s, self.padding, self.conv_implementation, self.dtype,
+               kernel_init=conv_init, name='conv')(x)
+    x = self.norm(name='bn')(x)
+    return activate(self.activation, x)
+
+
+class SqueezeExcite(nn.Module):
+  """Channel attention: global pool, reduce, ReLU, expand, gate, rescale the input."""
+  squeeze_width: int
+  gate: str = 'hard_sigmoid'
+  dtype: jnp.dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    scale = jnp.mean(x, axis=(1, 2))  # (N, C): rank-2 matmuls, which TFLite's converter needs
+    scale = nn.Dense(self.squeeze_width, dtype=self.dtype, kernel_init=conv_init,
+                     name='reduce')(scale)
+    scale = nn.relu(scale)
+    scale = nn.Dense(x.shape[-1], dtype=self.dtype, kernel_init=conv_init, name='expand')(scale)
+    return x * activate(self.gate, scale)[:, None, None, :]

@@ -1,0 +1,49 @@
+"""Models by name: `create_model(config.model)` is the only place a trainer builds a network."""
+
+from collections.abc import Callable
+from typing import Any
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from mobilenet_jax import errors
+from mobilenet_jax.models import architecture
+from mobilenet_jax.models.network import MobileNet
+from mobilenet_jax.ops import conv, depthwise, padding
+
+DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
+
+
+def _mobilenet(model_config: Any) -> nn.Module:
+  arch = architecture.resolve(model_config)
+  errors.check_int('model.num_classes', model_config.num_classes, minimum=1)
+  errors.check_range('model.dropout_rate', model_config.dropout_rate, 0, 1)
+  errors.check_range('model.bn_momentum', model_config.bn_momentum, 0, 1)
+  errors.check_positive('model.bn_epsilon', model_config.bn_epsilon)
+  errors.check_choice('model.padding', model_config.padding, padding.PADDINGS)
+  errors.check_choice('model.depthwise_implementation',
+                             model_config.depthwise_implementation, depthwise.CHOICES)
+  errors.check_choice('model.conv_implementation',
+                             model_config.conv_implementation, conv.CHOICES)
+  errors.check_choice('model.se_gate', model_config.se_gate, architecture.ACTIVATIONS)
+  errors.check_choice('model.dtype', model_config.dtype, tuple(DTYPES))
+  return MobileNet(
+      architecture=arch,
+      num_classes=model_config.num_classes,
+      dropout_rate=float(model_config.dropout_rate),
+      bn_momentum=model_config.bn_momentum,
+      bn_epsilon=model_config.bn_epsilon,
+      padding=model_config.padding,
+      depthwise_implementation=model_config.depthwise_implementation,
+      conv_implementation=model_config.conv_implementation,
+      se_gate=model_config.se_gate,
+      dtype=DTYPES[model_config.dtype])
+
+
+MODELS: dict[str, Callable[[Any], nn.Module]] = {'mobilenet': _mobilenet}
+
+
+def create_model(model_config: Any) -> nn.Module:
+  """Validates `config.model` and builds the network it names; raises ConfigError if bad."""
+  errors.check_choice('model.name', model_config.name, tuple(MODELS))
+  return MODELS[model_config.name](model_config)

@@ -1,0 +1,115 @@
+"""Dense (not depthwise) convolutions without bias, with the implementation chosen per backend.
+
+Both implementations hold the kernel as `nn.Conv` does, (k, k, C_in, C_out), so checkpoints move
+between them. On XLA:CPU a matrix multiply beats the convolution path for 1x1 convs (most of a
+MobileNet's multiply-adds) and for the kernel gradient of the k x k stem, where XLA:CPU's
+3-channel convolution backward costs more than the rest of the layer (as the k*k windows of the
+input side by side times the output gradient, it is one matrix multiply); the stem's forward
+pass stays a convolution, faster than gathering those windows.
+
+The 'matmul' paths carry their own gradient: differentiated automatically, XLA:CPU wrote each 1x1 conv's output
+gradient out transposed (the batch-norm backward fused into that strided copy) before the
+kernel-gradient multiply, 2-3x the time of the layer's whole backward pass at 112 px; the kernel
+gradient here transposes the layer's input instead.
+"""
+
+from collections.abc import Callable
+
+import functools
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from mobilenet_jax.ops import implementations
+from mobilenet_jax.ops.padding import output_size, pad_spatially, spatial_padding, windows
+
+IMPLEMENTATIONS = ('conv', 'matmul')
+FASTEST_ON_BACKEND = {'cpu': 'matmul'}
+CHOICES = ('auto', *IMPLEMENTATIONS)
+
+
+def resolve_implementation(name: str) -> str:
+  return implementations.resolve('model.conv_implementation', name, IMPLEMENTATIONS,
+                                 FASTEST_ON_BACKEND, 'conv')
+
+
+def _patches(x: jax.Array, k: int, stride: int, pads) -> jax.Array:
+  """(N, H', W', k*k*C): the k*k windows of each output pixel, in the kernel's (i, j, c) order."""
+  x = pad_spatially(x, pads)
+  out_h, out_w = (output_size(size, k, stride) for size in x.shape[1:3])
+  return jnp.concatenate(list(windows(x, (k, k), stride, out_h, out_w)), axis=-1)
+
+
+def _kernel_grad(inputs: jax.Array, grad_out: jax.Array) -> jax.Array:
+  """(P, D): inputs (..., P) contracted with grad_out (..., D) over all other axes."""
+  # (P, rows) @ (rows, D): the transpose falls on the inputs, not on the output gradient.
+  return jnp.dot(inputs.reshape(-1, inputs.shape[-1]).T,
+                 grad_out.reshape(-1, grad_out.shape[-1]))
+
+
+@jax.custom_vjp
+def _matmul(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  """(..., P) @ (P, D)."""
+  return jnp.einsum('...p,pd->...d', x, kernel)
+
+
+def _matmul_forward(x, kernel):
+  return _matmul(x, kernel), (x, kernel)
+
+
+def _matmul_backward(residuals, grad_out):
+  x, kernel = residuals
+  return jnp.einsum('...d,pd->...p', grad_out, kernel), _kernel_grad(x, grad_out)
+
+
+_matmul.defvjp(_matmul_forward, _matmul_backward)
+
+
+def _convolve(x: jax.Array, kernel: jax.Array, stride: int, pads) -> jax.Array:
+  return lax.conv_general_dilated(x, kernel, (stride, stride), pads,
+                                  dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def _convolve_with_matmul_grad(x: jax.Array, kernel: jax.Array, stride: int, pads) -> jax.Array:
+  return _convolve(x, kernel, stride, pads)
+
+
+def _convolve_forward(x, kernel, stride, pads):
+  return _convolve(x, kernel, stride, pads), (x, kernel)
+
+
+def _convolve_backward(stride, pads, residuals, grad_out):
+  x, kernel = residuals
+  kernel_grad = _kernel_grad(_patches(x, kernel.shape[0], stride, pads), grad_out)
+  _, input_vjp = jax.vjp(lambda x: _convolve(x, kernel, stride, pads), x)
+  return input_vjp(grad_out)[0], kernel_grad.reshape(kernel.shape)
+
+
+_convolve_with_matmul_grad.defvjp(_convolve_forward, _convolve_backward)
+
+
+class Conv(nn.Module):
+  """k x k convolution with `features` outputs, no bias."""
+  features: int
+  kernel_size: int = 1
+  strides: int = 1
+  padding: str = 'symmetric'
+  implementation: str = 'auto'
+  dtype: jnp.dtype = jnp.float32
+  kernel_init: Callable = nn.initializers.variance_scaling(2.0, 'fan_out', 'normal')
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    k, s = self.kernel_size, self.strides
+    kernel = self.param('kernel', self.kernel_init, (k, k, x.shape[-1], self.features),
+                        jnp.float32)
+    x, kernel = nn.dtypes.promote_dtype(x, kernel, dtype=self.dtype)
+    pads = tuple(spatial_padding(size, k, s, self.padding) for size in x.shape[1:3])
+    if resolve_implementation(self.implementation) == 'conv':
+      return _convolve(x, kernel, s, pads)
+    if k == 1 and s == 1:
+      return _matmul(x, kernel.reshape(-1, self.features))
+    return _convolve_with_matmul_grad(x, kernel, s, pads)

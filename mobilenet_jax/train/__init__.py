@@ -1,0 +1,4 @@
+"""Training: the run directory, checkpoints, metrics, optimizers, the steps and the loop."""
+
+from mobilenet_jax.train.loop import (evaluate_imported, evaluate_latest, restore_latest_run,
+                                      train_and_evaluate)

@@ -1,0 +1,156 @@
+"""Training and evaluating a run: set up, restore or initialise, loop, finish.
+
+The loop owns all I/O (checkpoints, metrics, the console); the steps it calls are pure
+(`steps.py`), compiled once over the device mesh (`parallel.py`).
+"""
+
+import functools
+
+import jax
+import ml_collections
+import numpy as np
+
+from mobilenet_jax.data import input_pipeline
+from mobilenet_jax.errors import ConfigError, MissingRun, NonFiniteLoss
+from mobilenet_jax.interop import pretrained
+from mobilenet_jax.models import complexity
+from mobilenet_jax.train import checkpointing, metrics, parallel, periodic, setup, steps
+from mobilenet_jax.train import workdir as run_dir
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
+                       overrides: tuple[str, ...] = ()) -> dict:
+  """Trains (or resumes) in `workdir` and returns the final results record."""
+  run_dir.check_writable(workdir)
+  run = setup.prepare(config, workdir)
+  if not run.resuming and jax.process_index() == 0:
+    run_dir.save_config(workdir, config)
+  compiled = parallel.compile_steps(run.model, config, run.spec.steps_per_epoch, run.num_steps)
+  manager = checkpointing.create_manager(workdir, config.keep_checkpoints,
+                                         config.async_checkpoints)
+  state = _restore_or_initialise(manager, compiled, run.model, config, workdir)
+  start_step = int(state.step)
+  writer = metrics.create_writer(workdir, start_step)
+  params, madds = _announce(config, run)
+  evaluate = functools.partial(_evaluate, compiled, run, config, writer)
+  batches = input_pipeline.train_batches(run.builder, config, run.spec, start_step)
+  meter = periodic.Meter(start_step, run.num_steps, config.batch_size)
+  evals, interval = [], []
+  for step in range(start_step + 1, run.num_steps + 1):
+    with meter.waiting_for_input():
+      batch = compiled.to_devices(next(batches))
+    state, step_metrics = compiled.train_step(state, batch)
+    interval.append(step_metrics)
+    if periodic.itstime(step, config.log_every_steps, run.num_steps):
+      _log_train(writer, meter, step, run.num_steps, interval, manager, workdir)
+      interval = []
+    if periodic.itstime(step, config.checkpoint_every_steps, run.num_steps):
+      _check_finite(step, float(step_metrics['loss']), manager, workdir)
+      checkpointing.save(manager, step, state)
+    if periodic.itstime(step, config.eval_every_steps, run.num_steps):
+      evals.append((step, evaluate(step, state)))
+      meter.restart_clock()  # evaluation time is not training time
+  manager.wait_until_finished()
+  writer.flush()
+  if not evals:  # the run had already finished: evaluate what it left
+    evals.append((start_step, evaluate(start_step, state)))
+  results = run_dir.results_record(workdir, config, overrides, params, madds, evals,
+                                   meter.timed_steps, meter.timed_seconds)
+  if jax.process_index() == 0:
+    run_dir.write_results(workdir, results)
+  manager.close()
+  writer.close()
+  return results
+
+
+def initial_state(compiled: parallel.ParallelSteps, model, config) -> steps.TrainState:
+  """A fresh state: the model's init, or the weights of `config.init_from`."""
+  state = compiled.init()
+  if not config.init_from:
+    return state
+  variables = pretrained.load(config, model, {'params': state.params,
+                                              'batch_stats': state.batch_stats})
+  variables = jax.device_put(variables, compiled.replicated)
+  return state.replace(params=variables['params'], batch_stats=variables['batch_stats'],
+                       ema_params=variables['params'])
+
+
+def _restore_or_initialise(manager, compiled: parallel.ParallelSteps, model, config,
+                           workdir: str) -> steps.TrainState:
+  state = checkpointing.restore_latest(manager, compiled.abstract_state)
+  if state is None:
+    return initial_state(compiled, model, config)
+  print(f'Resuming from the checkpoint of step {int(state.step)} in {workdir}.', flush=True)
+  return state
+
+
+def _announce(config, run: setup.Setup) -> tuple[int, int]:
+  params, madds = complexity.totals(complexity.layer_costs(run.model, config.input.image_size))
+  print(f'{config.name}: {params:,} params, {madds / 1e6:.1f}M MAdds; {run.num_steps} steps of '
+        f'{config.batch_size} images ({run.spec.steps_per_epoch} an epoch) on '
+        f'{jax.device_count()} devices', flush=True)
+  return params, madds
+
+
+def _check_finite(step: int, loss: float, manager, workdir: str) -> None:
+  if not np.isfinite(loss):
+    raise NonFiniteLoss(f'the loss is not finite at step {step}; stopped, keeping the last good '
+                        f'checkpoint (step {manager.latest_step()}) in {workdir}')
+
+
+def _log_train(writer, meter: periodic.Meter, step: int, total_steps: int, interval: list,
+               manager, workdir: str) -> None:
+  summary = {k: float(np.mean([m[k] for m in jax.device_get(interval)])) for k in interval[0]}
+  _check_finite(step, summary['loss'], manager, workdir)
+  rates, eta = meter.lap(step, len(interval))
+  summary.update(rates)
+  writer.write_scalars(step, {f'train_{k}': v for k, v in summary.items()})
+  print(f'step {step}/{total_steps}  loss {summary["loss"]:.4f}  acc {summary["accuracy"]:.4f}'
+        f'  lr {summary["learning_rate"]:.3g}  {summary["images_per_second"]:.0f} img/s'
+        f'  input wait {summary["input_wait_fraction"]:.0%}  ETA {periodic.format_eta(eta)}',
+        flush=True)
+
+
+def _evaluate(compiled: parallel.ParallelSteps, run: setup.Setup, config, writer, step: int,
+              state: steps.TrainState) -> dict:
+  result = compiled.evaluate(state, input_pipeline.eval_batches(run.builder, config, run.spec))
+  writer.write_scalars(step, {f'eval_{k}': v for k, v in result.items()})
+  print(f'eval at step {step}: top-1 {result["raw/top1"]:.4f} (EMA {result["ema/top1"]:.4f}), '
+        f'top-5 {result["raw/top5"]:.4f} (EMA {result["ema/top5"]:.4f})', flush=True)
+  return result
+
+
+def restore_latest_run(workdir: str, config: ml_collections.ConfigDict | None = None):
+  """(config, setup, compiled steps, state) of `workdir`'s latest checkpoint, with the run's own
+  config unless another is given; raises MissingRun when the workdir holds no run or no
+  checkpoint."""
+  config = run_dir.read_config(workdir) if config is None else config
+  config.init_from = ''  # the checkpoint holds the weights
+  run = setup.prepare(config, workdir)
+  if not run.resuming:
+    raise MissingRun(f'--workdir={workdir} holds no run ({run_dir.CONFIG_FILE} is missing)')
+  compiled = parallel.compile_steps(run.model, config, run.spec.steps_per_epoch, run.num_steps)
+  manager = checkpointing.create_manager(workdir, config.keep_checkpoints, asynchronous=False)
+  state = checkpointing.restore_latest(manager, compiled.abstract_state)
+  manager.close()
+  if state is None:
+    raise MissingRun(f'--workdir={workdir} has no checkpoint yet')
+  return config, run, compiled, state
+
+
+def evaluate_latest(workdir: str, config: ml_collections.ConfigDict | None = None
+                    ) -> tuple[int, dict]:
+  """(step, metrics) of the latest checkpoint in `workdir` on the eval split."""
+  config, run, compiled, state = restore_latest_run(workdir, config)
+  return int(state.step), compiled.evaluate(
+      state, input_pipeline.eval_batches(run.builder, config, run.spec))
+
+
+def evaluate_imported(config: ml_collections.ConfigDict) -> dict:
+  """Metrics of the weights of `config.init_from` on `config.eval_split`."""
+  if not config.init_from:
+    raise ConfigError('init_from is empty; name the weights to evaluate')
+  run = setup.prepare(config, None)
+  compiled = parallel.compile_steps(run.model, config, run.spec.steps_per_epoch, run.num_steps)
+  state = initial_state(compiled, run.model, config)
+  return compiled.evaluate(state, input_pipeline.eval_batches(run.builder, config, run.spec))

@@ -1,0 +1,77 @@
+"""A run's steps jit-compiled over a one-axis device mesh, and the moves of host data onto it.
+
+Batches are sharded over 'data', the state is replicated, so batch-norm statistics and gradients
+are means over the global batch on one CPU, eight simulated devices, a GPU or a TPU slice alike.
+"""
+
+import dataclasses
+import functools
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from mobilenet_jax.train import optim, steps
+
+
+@dataclasses.dataclass(frozen=True)
+class ParallelSteps:
+  mesh: Mesh
+  schedule: optax.Schedule
+  abstract_state: Any        # shapes, dtypes and shardings: what a checkpoint restores into
+  init: Callable[[], steps.TrainState]
+  train_step: Callable[[steps.TrainState, dict], tuple[steps.TrainState, dict]]
+  eval_step: Callable[[steps.TrainState, dict], dict]
+
+  @property
+  def replicated(self) -> NamedSharding:
+    return NamedSharding(self.mesh, P())
+
+  @property
+  def sharded(self) -> NamedSharding:
+    return NamedSharding(self.mesh, P('data'))
+
+  def to_devices(self, batch: dict) -> dict:
+    """This process's share of a global batch, as one array sharded over every host's devices."""
+    return jax.tree.map(
+        lambda x: jax.make_array_from_process_local_data(self.sharded, x), batch)
+
+  def evaluate(self, state: steps.TrainState, batches: Iterable[dict]) -> dict:
+    """Means over the real examples of `batches`: raw and EMA top-1, top-5 and loss."""
+    sums = None
+    for batch in batches:
+      out = self.eval_step(state, self.to_devices(batch))
+      sums = out if sums is None else jax.tree.map(jnp.add, sums, out)
+    sums = jax.device_get(sums)
+    count = max(float(sums.pop('count')), 1.0)
+    return {k: float(v) / count for k, v in sums.items()}
+
+
+def compile_steps(model: nn.Module, config: ml_collections.ConfigDict, steps_per_epoch: int,
+                  num_steps: int, devices=None) -> ParallelSteps:
+  """The init, train and eval steps of `config`'s recipe for `model`, over `devices` (all)."""
+  mesh = Mesh(np.asarray(jax.devices() if devices is None else devices), ('data',))
+  replicated, sharded = NamedSharding(mesh, P()), NamedSharding(mesh, P('data'))
+  schedule = optim.learning_rate_schedule(config, steps_per_epoch, num_steps)
+  init = functools.partial(steps.create_train_state, model, config.input.image_size,
+                           config.seed, optim.create_optimizer(config, schedule))
+  shapes = jax.eval_shape(init)
+  state_sharding = jax.tree.map(lambda _: replicated, shapes)
+  abstract_state = jax.tree.map(
+      lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), shapes, state_sharding)
+  train_step = functools.partial(
+      steps.train_step, schedule=schedule, num_classes=model.num_classes,
+      label_smoothing=config.label_smoothing, ema_decay=config.ema_decay,
+      dropout_seed=config.seed + 1)
+  return ParallelSteps(
+      mesh=mesh, schedule=schedule, abstract_state=abstract_state,
+      init=jax.jit(init, out_shardings=state_sharding),
+      train_step=jax.jit(train_step, in_shardings=(state_sharding, sharded),
+                         out_shardings=(state_sharding, None), donate_argnums=0),
+      eval_step=jax.jit(steps.eval_step, in_shardings=(state_sharding, sharded)))

@@ -1,0 +1,53 @@
+"""When the loop acts, and how fast it goes: one predicate for every periodic action, and a
+meter of images/s, input wait and ETA between log lines."""
+
+import contextlib
+import time
+
+
+def itstime(step: int, every_n_steps: int, total_steps: int) -> bool:
+  """True every `every_n_steps` steps and on the last step (big_vision's `itstime` idea)."""
+  return step == total_steps or (every_n_steps > 0 and step % every_n_steps == 0)
+
+
+def format_eta(seconds: float) -> str:
+  minutes, seconds = divmod(int(seconds), 60)
+  hours, minutes = divmod(minutes, 60)
+  return f'{hours}h{minutes:02d}m' if hours else f'{minutes}m{seconds:02d}s'
+
+
+class Meter:
+  """Throughput over each log interval, and over the run for the results record.
+
+  The first interval after a start or resume includes compilation, so it is left out of the run's
+  timed total; time spent evaluating is left out by `restart_clock`.
+  """
+
+  def __init__(self, first_step: int, total_steps: int, batch_size: int):
+    self._first_step, self._total_steps, self._batch_size = first_step, total_steps, batch_size
+    self.timed_steps, self.timed_seconds = 0, 0.0
+    self._wait = 0.0
+    self._start = time.perf_counter()
+
+  @contextlib.contextmanager
+  def waiting_for_input(self):
+    start = time.perf_counter()
+    yield
+    self._wait += time.perf_counter() - start
+
+  def restart_clock(self) -> None:
+    self._start = time.perf_counter()
+
+  def lap(self, step: int, steps: int) -> tuple[dict[str, float], float]:
+    """({'images_per_second', 'input_wait_fraction'} of the `steps` steps up to `step` since the
+    last lap, ETA in seconds)."""
+    elapsed = time.perf_counter() - self._start
+    rates = {'images_per_second': steps * self._batch_size / elapsed,
+             'input_wait_fraction': self._wait / elapsed}
+    eta = (self._total_steps - step) * elapsed / steps
+    if step - steps > self._first_step:  # not the interval that compiled the step
+      self.timed_steps += steps
+      self.timed_seconds += elapsed
+    self._wait = 0.0
+    self._start = time.perf_counter()
+    return rates, eta

@@ -1,0 +1,74 @@
+"""What a run checks before it compiles or writes anything: the config, the workdir and the data.
+
+Two steps, kept apart: `pretrained.configure` changes the config where the weights of
+`init_from` imply fields (and says so), then `build_model` only checks and builds.
+"""
+
+import dataclasses
+import math
+
+import flax.linen as nn
+import jax
+import ml_collections
+import tensorflow_datasets as tfds
+
+from mobilenet_jax import errors
+from mobilenet_jax.data import datasets, input_pipeline
+from mobilenet_jax.interop import pretrained
+from mobilenet_jax.models import architecture
+from mobilenet_jax.models.registry import create_model
+from mobilenet_jax.train import optim, workdir as run_dir
+
+PREPROCESSING = ('imagenet', 'small')
+PERIODS = ('log_every_steps', 'eval_every_steps', 'checkpoint_every_steps', 'keep_checkpoints')
+
+
+@dataclasses.dataclass(frozen=True)
+class Setup:
+  """A checked run: its model, its data, how long it trains, and whether it resumes."""
+  model: nn.Module
+  builder: tfds.core.DatasetBuilder
+  spec: input_pipeline.InputSpec
+  num_steps: int
+  resuming: bool
+
+
+def build_model(config: ml_collections.ConfigDict) -> nn.Module:
+  """Checks every field a run uses and builds the model; raises ConfigError before any work."""
+  datasets.check_known(config.dataset)
+  model = create_model(config.model)
+  architecture.check_image_size(model.architecture, config.input.image_size)
+  errors.check_choice('input.preprocessing', config.input.preprocessing, PREPROCESSING)
+  errors.check_int('batch_size', config.batch_size, minimum=1)
+  devices = jax.device_count()
+  if config.batch_size % devices:
+    raise errors.ConfigError(
+        f'batch_size={config.batch_size} is not allowed; it must be divisible by the '
+        f'{devices} devices')
+  if config.num_train_steps <= 0:
+    errors.check_positive('num_epochs', config.num_epochs)
+  for field in PERIODS:
+    errors.check_int(field, config[field], minimum=1)
+  optim.validate(config)
+  return model
+
+
+def num_steps(config: ml_collections.ConfigDict, steps_per_epoch: int) -> int:
+  """`num_train_steps` when positive, else `num_epochs` of `steps_per_epoch`."""
+  if config.num_train_steps > 0:
+    return config.num_train_steps
+  return max(int(math.ceil(config.num_epochs * steps_per_epoch)), 1)
+
+
+def prepare(config: ml_collections.ConfigDict, workdir: str | None) -> Setup:
+  """Checks the config, the workdir's earlier run (if any) and the data. Writes nothing."""
+  pretrained.configure(config)
+  model = build_model(config)
+  resuming = workdir is not None and run_dir.check_config(workdir, config)
+  builder = datasets.load_builder(config)
+  spec = input_pipeline.describe(builder, config, datasets.split_size)
+  if spec.num_classes != model.num_classes:
+    raise errors.ConfigError(
+        f'model.num_classes={model.num_classes} is not allowed; {config.dataset} has '
+        f'{spec.num_classes} classes')
+  return Setup(model, builder, spec, num_steps(config, spec.steps_per_epoch), resuming)

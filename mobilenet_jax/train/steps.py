@@ -1,0 +1,75 @@
+"""The train state and the pure step functions: (state, batch) in, (state, metrics) out.
+
+Everything a step depends on is an argument; `parallel.compile_steps` binds the run's values
+once with `functools.partial`, so what the compiled step reads is visible at its signature.
+"""
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+from flax.training import train_state
+
+
+class TrainState(train_state.TrainState):
+  batch_stats: Any
+  ema_params: Any
+
+
+def create_train_state(model: nn.Module, image_size: int, seed: int,
+                       tx: optax.GradientTransformation) -> TrainState:
+  variables = model.init(jax.random.key(seed), jnp.zeros((1, image_size, image_size, 3)))
+  return TrainState.create(apply_fn=model.apply, params=variables['params'], tx=tx,
+                           batch_stats=variables['batch_stats'],
+                           ema_params=variables['params'])
+
+
+def ema_decay_at(step: jax.Array, decay: float) -> jax.Array:
+  """TensorFlow's EMA with num_updates: the average warms up as (1 + n) / (10 + n)."""
+  return jnp.minimum(decay, (1.0 + step) / (10.0 + step))
+
+
+def train_step(state: TrainState, batch: dict, *, schedule: optax.Schedule, num_classes: int,
+               label_smoothing: float, ema_decay: float,
+               dropout_seed: int) -> tuple[TrainState, dict]:
+  """One optimizer step on `batch`; `ema_decay` 0 makes the EMA weights the weights."""
+  dropout_key = jax.random.fold_in(jax.random.key(dropout_seed), state.step)
+
+  def loss_fn(params):
+    logits, updates = state.apply_fn(
+        {'params': params, 'batch_stats': state.batch_stats}, batch['image'], train=True,
+        mutable=['batch_stats'], rngs={'dropout': dropout_key})
+    targets = optax.smooth_labels(jax.nn.one_hot(batch['label'], num_classes), label_smoothing)
+    loss = optax.softmax_cross_entropy(logits, targets).mean()
+    return loss, (logits, updates['batch_stats'])
+
+  (loss, (logits, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+  new_state = state.apply_gradients(grads=grads, batch_stats=batch_stats)
+  if ema_decay > 0:
+    decay = ema_decay_at(state.step, ema_decay)
+    new_state = new_state.replace(ema_params=optax.incremental_update(
+        new_state.params, state.ema_params, step_size=1.0 - decay))
+  else:
+    new_state = new_state.replace(ema_params=new_state.params)
+  metrics = {'loss': loss,
+             'accuracy': jnp.mean(jnp.argmax(logits, -1) == batch['label']),
+             'learning_rate': schedule(state.step)}
+  return new_state, metrics
+
+
+def eval_step(state: TrainState, batch: dict) -> dict:
+  """Sums over the batch for raw and EMA weights; padding examples (mask 0) count for nothing."""
+  mask = batch['mask'].astype(jnp.float32)
+  sums = {'count': mask.sum()}
+  for name, params in (('raw', state.params), ('ema', state.ema_params)):
+    logits = state.apply_fn({'params': params, 'batch_stats': state.batch_stats},
+                            batch['image'], train=False)
+    top5 = jax.lax.top_k(logits, 5)[1]
+    labels = batch['label']
+    sums[f'{name}/top1'] = ((top5[:, 0] == labels) * mask).sum()
+    sums[f'{name}/top5'] = (jnp.any(top5 == labels[:, None], axis=-1) * mask).sum()
+    sums[f'{name}/loss'] = (optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+                            * mask).sum()
+  return sums

@@ -1,0 +1,162 @@
+"""The run directory: the names of its files, the config it trains, and its results record.
+
+A run's workdir holds
+  config.json      the run's config, written when it starts and checked when it resumes
+  checkpoints/     orbax checkpoints, a folder per step
+  metrics.jsonl    one JSON object per logged step: {"step": ..., "train_loss": ..., ...}
+  results.json     the final record (`results_record`), written when the run ends
+  events.out.tfevents.*  TensorBoard summaries
+and, for a run of a sweep (tools/sweeps.py),
+  sweep_run.json   the command that runs it
+  failure.json     its exit code and last log line, when it failed
+  log.txt          its console output
+Training, evaluation, export, sweeps and reports all find these files through this module.
+"""
+
+import json
+import os
+from typing import Any
+
+import ml_collections
+
+from mobilenet_jax.errors import ConfigError, MissingRun
+from mobilenet_jax.models import architecture
+
+CONFIG_FILE = 'config.json'
+CHECKPOINTS_DIR = 'checkpoints'
+METRICS_FILE = 'metrics.jsonl'
+RESULTS_FILE = 'results.json'
+SWEEP_RUN_FILE = 'sweep_run.json'
+FAILURE_FILE = 'failure.json'
+LOG_FILE = 'log.txt'
+
+
+def read_json(path: str) -> Any:
+  """A JSON file a run writes (results, config, sweep records); {} when it is not there yet."""
+  if not os.path.exists(path):
+    return {}
+  with open(path) as f:
+    return json.load(f)
+
+
+def write_json(path: str, record: Any) -> None:
+  with open(path, 'w') as f:
+    json.dump(record, f, indent=2)
+
+
+def read_metrics(workdir: str) -> list[dict]:
+  """The records of metrics.jsonl so far (a run still going has written some)."""
+  path = os.path.join(workdir, METRICS_FILE)
+  if not os.path.exists(path):
+    return []
+  with open(path) as f:
+    return [json.loads(line) for line in f if line.strip()]
+
+
+def truncate_metrics(workdir: str, last_step: int) -> None:
+  """Drops records after `last_step`: a resumed run logs those steps again."""
+  records = read_metrics(workdir)
+  kept = [r for r in records if r['step'] <= last_step]
+  if len(kept) != len(records):
+    with open(os.path.join(workdir, METRICS_FILE), 'w') as f:
+      f.writelines(json.dumps(r) + '\n' for r in kept)
+
+
+def read_config(workdir: str) -> ml_collections.ConfigDict:
+  """The config a run was started with; raises MissingRun when `workdir` holds no run."""
+  path = os.path.join(workdir, CONFIG_FILE)
+  if not os.path.exists(path):
+    raise MissingRun(f'--workdir={workdir} holds no run ({path} is missing)')
+  return ml_collections.ConfigDict(read_json(path))
+
+
+def check_config(workdir: str, config: ml_collections.ConfigDict) -> bool:
+  """Raises if `workdir` holds a run of another architecture; True if it holds a run at all.
+
+  Runs resume when only the schedule, logging or data fields differ; any change that alters the
+  parameters (table, width, classes) would make the checkpoint unusable, so it is refused before
+  anything in the workdir is touched.
+  """
+  if not os.path.exists(os.path.join(workdir, CONFIG_FILE)):
+    return False
+  saved, model = read_config(workdir).model, config.model
+  if (architecture.resolve(saved) != architecture.resolve(model)
+      or saved.num_classes != model.num_classes):
+    changed = sorted(key for key in model.keys() if key in saved
+                     and _plain(saved[key]) != _plain(model[key]))
+    raise ConfigError(f'--workdir={workdir} holds a run of another architecture (changed: '
+                      f'{", ".join("model." + k for k in changed)}); resume it with its own config '
+                      'or start a new workdir')
+  return True
+
+
+def _plain(value: Any) -> Any:
+  """JSON turns tuples into lists; compare configs in JSON's terms."""
+  return json.loads(json.dumps(value))
+
+
+def save_config(workdir: str, config: ml_collections.ConfigDict) -> None:
+  os.makedirs(workdir, exist_ok=True)
+  with open(os.path.join(workdir, CONFIG_FILE), 'w') as f:
+    f.write(config.to_json_best_effort(indent=2))
+
+
+def check_writable(workdir: str) -> None:
+  """Raises ConfigError unless `workdir` is a folder that can be written, or can be made one."""
+  path = os.path.abspath(workdir)
+  if os.path.exists(path) and not os.path.isdir(path):
+    raise ConfigError(f'--workdir={workdir} is a file; give a folder for the run')
+  existing = path
+  while not os.path.exists(existing):
+    existing = os.path.dirname(existing)
+  if not os.path.isdir(existing):
+    raise ConfigError(f'--workdir={workdir} cannot be made: {existing} is a file')
+  if not os.access(existing, os.W_OK | os.X_OK):
+    raise ConfigError(f'--workdir={workdir} is not writable: no permission on {existing}')
+
+
+def read_results(workdir: str) -> dict:
+  return read_json(os.path.join(workdir, RESULTS_FILE))
+
+
+def write_results(workdir: str, record: dict) -> None:
+  write_json(os.path.join(workdir, RESULTS_FILE), record)
+
+
+def results_record(workdir: str, config: ml_collections.ConfigDict, overrides, params: int,
+                   madds: int, evals: list[tuple[int, dict]], timed_steps: int,
+                   timed_seconds: float) -> dict:
+  """The results record: what ran, its size, speed, and final and best top-1 and top-5.
+
+  Best top-1 covers this run's evaluations and those before a resume (in metrics.jsonl);
+  training time and images/s add up over the sessions of a resumed run.
+  """
+  history = [r for r in read_metrics(workdir) if 'eval_raw/top1' in r]
+  final = evals[-1][1]
+  previous = read_results(workdir)
+  record = {
+      'config': config.name, 'family': config.family, 'variants': list(config.variants),
+      'overrides': list(overrides), 'dataset': config.dataset,
+      'params': params, 'madds': madds, 'steps': evals[-1][0],
+      'train_seconds': previous.get('train_seconds', 0.0) + timed_seconds,
+      'images_per_second': (timed_steps * config.batch_size / timed_seconds
+                            if timed_seconds else previous.get('images_per_second')),
+  }
+  for name in ('raw', 'ema'):
+    prefix = '' if name == 'raw' else 'ema_'
+    record[f'{prefix}top1'] = final[f'{name}/top1']
+    record[f'{prefix}top5'] = final[f'{name}/top5']
+    record[f'best_{prefix}top1'] = max(
+        [r[f'eval_{name}/top1'] for r in history] + [final[f'{name}/top1']])
+  return record
+
+
+def state(workdir: str) -> str:
+  """What a run's workdir shows: 'finished', 'failed', 'started' or 'pending'."""
+  if os.path.exists(os.path.join(workdir, FAILURE_FILE)):
+    return 'failed'
+  if os.path.exists(os.path.join(workdir, RESULTS_FILE)):
+    return 'finished'
+  if any(os.path.exists(os.path.join(workdir, f)) for f in (SWEEP_RUN_FILE, CONFIG_FILE)):
+    return 'started'
+  return 'pending'

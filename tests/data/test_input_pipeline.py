@@ -1,0 +1,77 @@
+"""The input pipeline: deterministic, resumable at any step, eval split covered exactly once."""
+
+import itertools
+import time
+
+import numpy as np
+import pytest
+
+from mobilenet_jax.data import datasets, input_pipeline
+from tests.train_fixtures import mock_data, tiny_config
+
+
+def _batches(config, start_step, count):
+  with mock_data(num_examples=40):
+    builder = datasets.load_builder(config)
+    spec = input_pipeline.describe(builder, config, datasets.split_size)
+    return spec, list(itertools.islice(
+        input_pipeline.train_batches(builder, config, spec, start_step), count))
+
+
+@pytest.mark.parametrize('dataset', ['cifar10', 'imagenet2012'])
+def test_train_batches_resume_at_any_step_and_repeat_with_the_seed(dataset):
+  config = tiny_config(dataset)
+  spec, from_start = _batches(config, 0, 8)
+  assert spec.steps_per_epoch == 5 and spec.num_train_examples == 40
+  _, resumed = _batches(config, 3, 5)  # crosses into the second epoch
+  for a, b in zip(from_start[3:], resumed):
+    np.testing.assert_array_equal(a['image'], b['image'])
+    np.testing.assert_array_equal(a['label'], b['label'])
+  first = from_start[0]
+  assert first['image'].shape == (8, 16, 16, 3) and first['image'].dtype == np.float32
+  assert abs(float(first['image'].mean())) < 3  # normalised, not raw pixels
+  # Epochs differ in order or augmentation; another seed gives other batches.
+  assert not np.array_equal(from_start[0]['image'], from_start[5]['image'])
+  _, other_seed = _batches(tiny_config(dataset, seed=1), 0, 1)
+  assert not np.array_equal(first['image'], other_seed[0]['image'])
+
+
+def test_eval_batches_cover_the_split_once_with_padding_masked():
+  config = tiny_config()
+  with mock_data(num_examples=20):
+    builder = datasets.load_builder(config)
+    spec = input_pipeline.describe(builder, config, datasets.split_size)
+    batches = list(input_pipeline.eval_batches(builder, config, spec))
+  assert spec.num_eval_steps == 3 and len(batches) == 3
+  assert [int(b['mask'].sum()) for b in batches] == [8, 8, 4]
+  assert all(b['image'].shape == (8, 16, 16, 3) for b in batches)
+
+
+@pytest.mark.parametrize('dataset, hint', [
+    ('cifar10', '--config.download=True'),
+    ('imagenet2012', '--config.manual_dir=FOLDER'),
+    ('fashion_mnist', 'apt-get install dataset-fashion-mnist'),
+])
+def test_a_missing_dataset_fails_within_seconds_saying_how_to_get_it(dataset, hint, tmp_path):
+  config = tiny_config(dataset, data_dir=str(tmp_path), download=False,
+                       fashion_mnist_dir=str(tmp_path / 'none'))
+  start = time.perf_counter()
+  with pytest.raises(datasets.DatasetUnavailable, match=f'{dataset!r} is not prepared') as e:
+    datasets.load_builder(config)
+  assert hint in str(e.value) and time.perf_counter() - start < 5
+
+
+@pytest.mark.slow
+def test_fashion_mnist_prepares_offline_from_the_debian_idx_files(tmp_path):
+  config = tiny_config('fashion_mnist', data_dir=str(tmp_path), download=False)
+  if not datasets._has_idx_files(config.fashion_mnist_dir):
+    pytest.fail('apt-get install dataset-fashion-mnist (the .ci/run script installs it)')
+  builder = datasets.load_builder(config)
+  assert builder.is_prepared() and builder.info.features['label'].num_classes == 10
+  assert datasets.split_size(builder, 'train') == 60_000
+  assert datasets.split_size(builder, 'test') == 10_000
+  config.eval_split = 'test'
+  spec = input_pipeline.describe(builder, config, datasets.split_size)
+  batch = next(input_pipeline.eval_batches(builder, config, spec))
+  assert batch['image'].shape == (8, 16, 16, 3)  # grayscale made three channels
+  np.testing.assert_allclose(batch['image'][..., 0], batch['image'][..., 2])

@@ -1,0 +1,47 @@
+"""Every user error of an entry point is one `error: ...` line on stderr, exit status 1."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _run(*args):
+  env = {**os.environ, 'MOBILENET_JAX_MALLOC': 'system', 'TF_CPP_MIN_LOG_LEVEL': '3'}
+  return subprocess.run([sys.executable, '-m', *args], cwd=ROOT, env=env, capture_output=True,
+                        text=True, timeout=120)
+
+
+@pytest.mark.parametrize('args, message', [
+    (('experiments.summary', '--config=configs/nope.py'),
+     'error: --config=configs/nope.py: no such config file'),
+    (('experiments.summary', '--config=configs/v3_small.py:bogus'),
+     "error: flag --config=configs/v3_small.py:bogus: config variant 'bogus' is not allowed for "
+     'v3_small; choose from: minimalistic, small_image, fashion_mnist'),
+    (('experiments.summary', '--config=configs/v3_small.py', '--config.model.widht_multiplier=2'),
+     'error: --config.model.widht_multiplier: the config has no such field. Did you mean '
+     '"width_multiplier" instead of "widht_multiplier"?'),
+    (('experiments.summary', '--config=configs/v3_small.py', '--config.model.dropout_rate=abc'),
+     "error: flag --config.model.dropout_rate=abc: could not convert string to float: 'abc'"),
+    (('experiments.summary', '--config=configs/v3_small.py', '--config.model.padding=valid'),
+     "error: model.padding='valid' is not allowed; choose one of: 'symmetric', 'same'"),
+    (('experiments.summary',), 'error: --config is required'),
+    (('experiments.evaluate', '--workdir=/nonexistent/run'),
+     'error: --workdir=/nonexistent/run holds no run'),
+    (('experiments.export', '--workdir=/nonexistent/run', '--format=onnx'),
+     "error: flag --format=onnx: value should be one of <tflite|saved_model>"),
+    (('experiments.train', '--config=configs/v3_small.py', '--workdir=README.md/run'),
+     'error: --workdir=README.md/run cannot be made: '),
+    (('experiments.train', '--config=configs/v3_small.py'),
+     'error: flag --workdir=None: Flag --workdir must have a value other than None.'),
+    (('experiments.report', '--workdir=/nonexistent/sweep'),
+     'error: --workdir=/nonexistent/sweep is not a folder'),
+])
+def test_one_line_and_exit_status_1(args, message):
+  done = _run(*args)
+  lines = done.stderr.strip().splitlines()
+  assert done.returncode == 1 and len(lines) == 1, done.stderr
+  assert lines[0].startswith(message), lines[0]

@@ -1,0 +1,77 @@
+"""Parameter and MAdd counts against the papers, the reference implementations and XLA."""
+
+import jax
+import jax.numpy as jnp
+import pytest
+
+from configs import v1, v2, v3_large, v3_small
+from mobilenet_jax.models import complexity
+from mobilenet_jax.models.registry import create_model
+
+
+def _counts(module, width=1.0, size=224, **model_fields):
+  config = module.get_config()
+  config.model.width_multiplier = width
+  config.model.update(model_fields)
+  model = create_model(config.model)
+  return complexity.totals(complexity.layer_costs(model, size))
+
+
+# Trainable parameters of torchvision / Keras, and MAdds of the papers (1000 classes, 224 px).
+@pytest.mark.parametrize('module, params, madds', [
+    (v1, 4_231_976, 569e6), (v2, 3_504_872, 300e6),
+    (v3_large, 5_483_032, 217e6), (v3_small, 2_542_856, 56.5e6)])
+def test_reference_counts(module, params, madds):
+  got_params, got_madds = _counts(module)
+  assert got_params == params
+  assert abs(got_madds / madds - 1) < 0.01
+
+
+# MobileNetV1 Tables 6-7 (MAdds in millions, params in millions, as printed).
+@pytest.mark.parametrize('width, size, madds, params', [
+    (1.0, 224, 569, 4.2), (0.75, 224, 325, 2.6), (0.5, 224, 149, 1.3), (0.25, 224, 41, 0.5),
+    (1.0, 192, 418, 4.2), (1.0, 160, 290, 4.2), (1.0, 128, 186, 4.2)])
+def test_v1_width_and_resolution_grid(width, size, madds, params):
+  got_params, got_madds = _counts(v1, width, size)
+  assert abs(got_madds / 1e6 - madds) < 1  # the paper rounds some figures and truncates others
+  assert round(got_params / 1e6, 1) == params
+
+
+# MobileNetV2 released checkpoints (MAdds in millions); V3 Table 3 at alpha 0.75.
+@pytest.mark.parametrize('module, width, madds', [
+    (v2, 1.4, 582), (v2, 0.75, 209), (v2, 0.5, 97), (v2, 0.35, 59), (v3_large, 0.75, 155)])
+def test_width_multiplier_grid(module, width, madds):
+  assert round(_counts(module, width)[1] / 1e6) == madds
+
+
+def test_params_do_not_depend_on_resolution_and_madds_scale_with_area():
+  p224, m224 = _counts(v3_large)
+  p160, m160 = _counts(v3_large, size=160)
+  assert p160 == p224
+  # The head after pooling costs the same at any size; everything before scales with area.
+  assert abs(m160 / m224 - (160 / 224) ** 2) < 0.02
+
+
+def test_per_layer_costs_add_up_and_match_the_parameter_tree():
+  model = create_model(v2.get_config().model)
+  costs = complexity.layer_costs(model, 96)
+  variables = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, 96, 96, 3))))
+  assert complexity.count_params(variables['params']) == complexity.totals(costs)[0]
+  assert costs[0].name == 'conv_0' and costs[0].output_shape == (48, 48, 32)
+  assert costs[0].madds == 48 * 48 * 3 * 3 * 3 * 32
+  assert costs[-1].name == 'classifier' and costs[-1].madds == 1280 * 1000
+
+
+@pytest.mark.parametrize('module', [v1, v2, v3_large, v3_small],
+                         ids=lambda m: m.__name__.split('.')[-1])
+def test_madds_agree_with_xla_cost_analysis(module):
+  """XLA counts a multiply-add as 2 flops, plus a few for batch norm and activations."""
+  config = module.get_config()
+  config.model.depthwise_implementation = 'grouped'
+  model = create_model(config.model)
+  images = jnp.zeros((1, 96, 96, 3))
+  variables = jax.eval_shape(lambda: model.init(jax.random.key(0), images))
+  cost = jax.jit(model.apply).lower(variables, images).compile().cost_analysis()
+  cost = cost[0] if isinstance(cost, list) else cost
+  madds = complexity.totals(complexity.layer_costs(model, 96))[1]
+  assert 1.0 <= cost['flops'] / (2 * madds) <= 1.06

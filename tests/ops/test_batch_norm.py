@@ -1,0 +1,36 @@
+"""Our batch norm is flax's, with another gradient: same variables and numbers."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from mobilenet_jax.ops import batch_norm
+
+
+@pytest.mark.parametrize('shape', [(4, 5, 3, 8), (6, 7)])
+def test_batch_norm_matches_flax(shape):
+  """Same variables, outputs, updated statistics and gradients (train mode), and eval outputs."""
+  x = 3.0 + 2.0 * jax.random.normal(jax.random.key(0), shape)
+  target = jax.random.normal(jax.random.key(1), shape)
+  fields = {'momentum': 0.9, 'epsilon': 1e-3}
+  modules = {'flax': nn.BatchNorm, 'ours': batch_norm.BatchNorm}
+  variables = modules['flax'](False, **fields).init(jax.random.key(2), x)
+  assert jax.tree.map(jnp.shape, batch_norm.BatchNorm(False, **fields).init(
+      jax.random.key(2), x)) == jax.tree.map(jnp.shape, variables)
+  params = {'scale': 0.5 + jax.random.uniform(jax.random.key(3), shape[-1:]),
+            'bias': jax.random.normal(jax.random.key(4), shape[-1:])}
+  results = {}
+  for name, module in modules.items():
+    def loss(params, x, module=module(use_running_average=False, **fields)):
+      y, updates = module.apply({'params': params, 'batch_stats': variables['batch_stats']}, x,
+                                mutable=['batch_stats'])
+      return jnp.sum(jnp.sin(y) * target), (y, updates['batch_stats'])
+    (_, (y, stats)), grads = jax.value_and_grad(loss, argnums=(0, 1), has_aux=True)(params, x)
+    frozen = module(use_running_average=True, **fields)
+    y_eval = frozen.apply({'params': params, 'batch_stats': stats}, x)
+    results[name] = (y, stats, grads, y_eval)
+  for want, got in zip(*(jax.tree.leaves(results[name]) for name in modules)):
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+  assert np.abs(results['ours'][2][1]).max() > 1e-3  # the input gradient is not trivially 0

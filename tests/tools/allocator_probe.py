@@ -1,0 +1,8 @@
+"""Run as `python -m tests.tools.allocator_probe`: prints whether tcmalloc is in the process."""
+
+from mobilenet_jax.tools import allocator
+
+if __name__ == '__main__':
+  allocator.reexec_with_tcmalloc('tests.tools.allocator_probe')
+  with open('/proc/self/maps') as maps:
+    print('tcmalloc' if 'libtcmalloc' in maps.read() else 'system')

@@ -1,0 +1,51 @@
+"""The PyTorch reference models and the speed benchmark (tiny sizes: it measures, never asserts
+speed)."""
+
+import pytest
+
+from configs import v1, v2, v3_large, v3_small
+from mobilenet_jax.interop import torch_reference
+from mobilenet_jax.models import complexity, registry
+from mobilenet_jax.tools import benchmarking
+from mobilenet_jax.errors import ConfigError
+
+FAMILIES = {'v1': v1, 'v2': v2, 'v3_large': v3_large, 'v3_small': v3_small}
+
+
+def _params(config) -> int:
+  model = registry.create_model(config.model)
+  return complexity.totals(complexity.layer_costs(model, config.input.image_size))[0]
+
+
+# torchvision's V3 at other widths also narrows the head (not the paper's architecture): refused.
+@pytest.mark.parametrize('family, width', [('v1', 1.0), ('v1', 0.5), ('v2', 1.0), ('v2', 0.75),
+                                           ('v3_large', 1.0), ('v3_small', 1.0)])
+def test_torch_model_has_our_parameter_count(family, width):
+  config = FAMILIES[family].get_config()
+  config.model.width_multiplier = width
+  params = _params(config)
+  model = torch_reference.create_model(config, params)  # raises if the counts differ
+  assert sum(p.numel() for p in model.parameters()) == params
+
+
+@pytest.mark.parametrize('variant, width', [('fashion_mnist', 1.0), (None, 0.75)])
+def test_a_model_without_torch_counterpart_is_refused(variant, width):
+  config = v3_small.get_config(variant)
+  config.model.width_multiplier = width
+  with pytest.raises(ConfigError, match='no PyTorch counterpart'):
+    torch_reference.create_model(config, _params(config))
+
+
+@pytest.mark.parametrize('mode', benchmarking.MODES)
+def test_benchmark_reports_both_frameworks(mode):
+  config = v3_small.get_config()
+  config.input.image_size = 32
+  result = benchmarking.benchmark(config, mode, batch=8, steps=2, rounds=2, compare_torch=True)
+  for prefix in ('', 'torch_'):
+    ms = result[f'{prefix}step_ms']
+    assert 0 < ms['min'] <= ms['median'] <= ms['max']
+  assert result['images_per_second'] == pytest.approx(8 / (result['step_ms']['median'] / 1e3))
+  assert result['ratio_vs_torch'] == pytest.approx(
+      result['images_per_second'] / result['torch_images_per_second'])
+  assert result['compile_seconds'] > 0 and result['params'] == 2_542_856
+  assert result['xla_peak_memory_mb'] > 0

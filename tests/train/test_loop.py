@@ -1,0 +1,144 @@
+"""The training loop end to end on mock data: outputs, resume, devices, NaN, bad configs."""
+
+import json
+import os
+import time
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+
+from mobilenet_jax import train
+from mobilenet_jax.train import checkpointing, parallel, setup
+from mobilenet_jax.errors import ConfigError
+from tests.train_fixtures import mock_data, tiny_config
+
+
+def _final_params(workdir):
+  manager = checkpointing.create_manager(workdir, 3)
+  restored = manager.restore(manager.latest_step(), args=ocp.args.StandardRestore())
+  manager.close()
+  return restored['params'], restored['step']
+
+
+@pytest.mark.parametrize('dataset', ['cifar10', 'imagenet2012'])
+def test_a_few_steps_end_to_end(dataset, tmp_path):
+  with mock_data():
+    results = train.train_and_evaluate(tiny_config(dataset), str(tmp_path), ('--config.x=1',))
+    step, metrics = train.evaluate_latest(str(tmp_path), tiny_config(dataset))
+  assert step == 4 and metrics['raw/top1'] == results['top1']
+  assert metrics['ema/top5'] == results['ema_top5']
+  assert results['steps'] == 4 and results['overrides'] == ['--config.x=1']
+  assert 0 <= results['top1'] <= results['top5'] <= 1 and 0 <= results['ema_top1'] <= 1
+  assert results['params'] > 0 and results['madds'] > 0 and results['images_per_second'] > 0
+  assert json.loads((tmp_path / 'results.json').read_text()) == results
+  records = [json.loads(l) for l in (tmp_path / 'metrics.jsonl').read_text().splitlines()]
+  assert [r['step'] for r in records if 'train_loss' in r] == [1, 2, 3, 4]
+  assert all(np.isfinite(r['train_loss']) for r in records if 'train_loss' in r)
+  assert any('eval_ema/top1' in r for r in records)
+  assert any(name.startswith('events.out.tfevents') for name in os.listdir(tmp_path))
+  assert sorted(os.listdir(tmp_path / 'checkpoints')) == ['2', '4']
+  assert json.loads((tmp_path / 'config.json').read_text())['dataset'] == dataset
+
+
+def test_resume_after_a_crash_matches_an_uninterrupted_run(tmp_path, monkeypatch):
+  config = tiny_config(num_train_steps=6)
+  with mock_data():
+    train.train_and_evaluate(config, str(tmp_path / 'whole'))
+    original_save = checkpointing.save
+
+    def save_then_crash(manager, step, state):
+      original_save(manager, step, state)
+      if step == 2:
+        manager.wait_until_finished()
+        raise KeyboardInterrupt('simulated crash after the checkpoint of step 2')
+
+    monkeypatch.setattr(checkpointing, 'save', save_then_crash)
+    with pytest.raises(KeyboardInterrupt):
+      train.train_and_evaluate(config, str(tmp_path / 'resumed'))
+    monkeypatch.setattr(checkpointing, 'save', original_save)
+    results = train.train_and_evaluate(config, str(tmp_path / 'resumed'))
+  whole, whole_step = _final_params(tmp_path / 'whole')
+  resumed, resumed_step = _final_params(tmp_path / 'resumed')
+  assert whole_step == resumed_step == 6 and results['steps'] == 6
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-6), whole, resumed)
+  steps = [json.loads(l)['step'] for l in (tmp_path / 'resumed' / 'metrics.jsonl').open()
+           if 'train_loss' in l]
+  assert steps == [1, 2, 3, 4, 5, 6]  # what the crashed run logged after step 2 is replaced
+
+
+def test_a_finished_run_given_again_does_not_train_again(tmp_path):
+  config = tiny_config()
+  with mock_data():
+    first = train.train_and_evaluate(config, str(tmp_path))
+    again = train.train_and_evaluate(config, str(tmp_path))
+  assert again['steps'] == 4 and again['top1'] == first['top1']
+
+
+def test_eight_devices_and_one_give_the_same_training(tmp_path):
+  assert jax.device_count() == 8
+  config = tiny_config(batch_size=16, **{'model.dropout_rate': 0.0})
+  model = setup.build_model(config)
+  rng = np.random.default_rng(0)
+  batches = [{'image': rng.normal(size=(16, 16, 16, 3)).astype(np.float32),
+              'label': rng.integers(0, 10, 16)} for _ in range(3)]
+  outcomes = []
+  for devices in (jax.devices()[:1], jax.devices()):
+    compiled = parallel.compile_steps(model, config, steps_per_epoch=10, num_steps=3,
+                                      devices=devices)
+    state = compiled.init()
+    losses = []
+    for batch in batches:
+      state, metrics = compiled.train_step(state, compiled.to_devices(batch))
+      losses.append(float(metrics['loss']))
+    outcomes.append((losses, jax.device_get(state.params), jax.device_get(state.batch_stats)))
+  (losses_1, params_1, stats_1), (losses_8, params_8, stats_8) = outcomes
+  np.testing.assert_allclose(losses_1, losses_8, atol=1e-5)
+  for one, eight in ((params_1, params_8), (stats_1, stats_8)):
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-5), one, eight)
+
+
+def test_a_nan_loss_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint(tmp_path):
+  config = tiny_config(num_train_steps=6, learning_rate=1e30, log_every_steps=2,
+                       checkpoint_every_steps=1)
+  with mock_data(), pytest.raises(FloatingPointError, match='the loss is not finite at step'):
+    train.train_and_evaluate(config, str(tmp_path))
+  manager = checkpointing.create_manager(str(tmp_path), 3)
+  kept = manager.latest_step()
+  params = manager.restore(kept, args=ocp.args.StandardRestore())['params']
+  manager.close()
+  assert kept is not None and kept < 6
+  assert all(np.isfinite(leaf).all() for leaf in jax.tree.leaves(params))
+
+
+@pytest.mark.parametrize('field, value, message', [
+    ('dataset', 'no_such_dataset', "dataset='no_such_dataset' is not a TFDS dataset"),
+    ('optimizer', 'lamb', "optimizer='lamb' is not allowed; choose one of: 'rmsprop', 'sgd', "
+                          "'adamw'"),
+    ('schedule', 'step', "schedule='step' is not allowed; choose one of: 'cosine', "
+                         "'exponential', 'constant'"),
+    ('batch_size', 12, 'batch_size=12 is not allowed; it must be divisible by the 8 devices'),
+    ('learning_rate', -0.1, 'learning_rate=-0.1 is not allowed; it must be a number >= 0'),
+    ('input.preprocessing', 'autoaugment', "input.preprocessing='autoaugment' is not allowed"),
+    ('model.width_multiplier', 0.0, 'model.width_multiplier=0.0 is not allowed'),
+    ('input.image_size', 2, 'input.image_size=2 is not allowed'),
+    ('label_smoothing', 1.5, 'label_smoothing=1.5 is not allowed'),
+])
+def test_bad_config_fails_fast_with_one_line_and_writes_nothing(field, value, message, tmp_path):
+  start = time.perf_counter()
+  with pytest.raises(ConfigError) as error:
+    train.train_and_evaluate(tiny_config(**{field: value}), str(tmp_path / 'run'))
+  assert message in str(error.value) and '\n' not in str(error.value)
+  assert time.perf_counter() - start < 3
+  assert not (tmp_path / 'run').exists()
+
+
+def test_resuming_with_another_architecture_is_refused_and_overwrites_nothing(tmp_path):
+  with mock_data():
+    train.train_and_evaluate(tiny_config(), str(tmp_path))
+  before = {p: p.stat().st_mtime_ns for p in tmp_path.rglob('*')}
+  with pytest.raises(ConfigError, match=r'holds a run of another architecture \(changed: '
+                                        r'model.width_multiplier\)'):
+    train.train_and_evaluate(tiny_config(**{'model.width_multiplier': 2.0}), str(tmp_path))
+  assert {p: p.stat().st_mtime_ns for p in tmp_path.rglob('*')} == before

@@ -1,0 +1,46 @@
+"""The run directory: its files' names, the config it holds, and what its files say."""
+
+import os
+
+import pytest
+
+from mobilenet_jax.errors import ConfigError, MissingRun
+from mobilenet_jax.train import workdir as run_dir
+from tests.train_fixtures import tiny_config
+
+
+def test_state_follows_the_files(tmp_path):
+  workdir = str(tmp_path)
+  assert run_dir.state(workdir) == 'pending'
+  run_dir.save_config(workdir, tiny_config())
+  assert run_dir.state(workdir) == 'started'
+  run_dir.write_results(workdir, {'top1': 0.5})
+  assert run_dir.state(workdir) == 'finished' and run_dir.read_results(workdir) == {'top1': 0.5}
+  run_dir.write_json(os.path.join(workdir, run_dir.FAILURE_FILE), {'error': 'x'})
+  assert run_dir.state(workdir) == 'failed'
+
+
+def test_config_round_trip_and_a_missing_run(tmp_path):
+  with pytest.raises(MissingRun, match='holds no run'):
+    run_dir.read_config(str(tmp_path))
+  config = tiny_config()
+  run_dir.save_config(str(tmp_path), config)
+  saved = run_dir.read_config(str(tmp_path))
+  assert saved.family == 'v3_small' and saved.model.num_classes == config.model.num_classes
+  assert run_dir.check_config(str(tmp_path), config)
+
+
+def test_truncate_metrics_keeps_steps_up_to_the_checkpoint(tmp_path):
+  with open(tmp_path / run_dir.METRICS_FILE, 'w') as f:
+    f.writelines(f'{{"step": {s}, "train_loss": 1.0}}\n' for s in (1, 2, 3, 4))
+  run_dir.truncate_metrics(str(tmp_path), 2)
+  assert [r['step'] for r in run_dir.read_metrics(str(tmp_path))] == [1, 2]
+
+
+def test_a_workdir_that_cannot_be_written_is_refused(tmp_path):
+  (tmp_path / 'file').write_text('')
+  run_dir.check_writable(str(tmp_path / 'new' / 'run'))  # made when the run starts
+  with pytest.raises(ConfigError, match='is a file; give a folder'):
+    run_dir.check_writable(str(tmp_path / 'file'))
+  with pytest.raises(ConfigError, match='cannot be made: .* is a file'):
+    run_dir.check_writable(str(tmp_path / 'file' / 'run'))
