@@ -1,19 +1,18 @@
 r"""MobileNetV1 on ImageNet: Howard et al. 2017 (arXiv 1704.04861), Table 1, in the layout of
 Keras's `MobileNet`: 4,231,976 params, 568.7M MAdds at 224 px (paper: 70.6% top-1).
 
-Recipe: the RMSProp recipe of `common.get_base_config` (TensorFlow's RMSProp, learning rate 0.016
-per 256 images decayed x0.973 every 2 epochs after 5 warmup epochs, 350 epochs, L2 2e-5, label
-smoothing 0.1, weight EMA 0.9999), the recipe of the MobileNet reference trainings; the V1 paper
-names RMSProp with little regularisation and no schedule. Not run here (no ImageNet).
-
+The V1 paper names RMSProp with little regularisation but no schedule, so V1 trains with the
+RMSProp recipe of `common.get_base_config`, that of the MobileNet reference trainings:
+TensorFlow's RMSProp, learning rate 0.016 per 256 images decayed x0.973 every 2 epochs after 5
+warmup epochs, 350 epochs, L2 2e-5, label smoothing 0.1, weight EMA 0.9999. Not run here (no
+ImageNet):
   python -m experiments.train --config=configs/v1.py --workdir=DIR --config.data_dir=...
-  python -m experiments.summary --config=configs/v1.py --config.model.width_multiplier=0.5
 
-`:fashion_mnist`, offline at 28 px: the 17-epoch recipe of V3-Small; not run here in full
-(the README lists short runs on a 2-core CPU).
+The paper's multipliers are fields (`--config.model.width_multiplier=0.5`,
+`--config.input.image_size=160`); `python -m experiments.summary --all` prints its grid.
+Variants: `small_image` (28-32 px inputs) and `fashion_mnist`, Fashion-MNIST at 28 px offline
+with V3-Small's 17-epoch recipe, not run here in full for V1 (the README lists short runs):
   python -m experiments.train --config=configs/v1.py:fashion_mnist --workdir=runs/v1
-
-Variants: `small_image` (28-32 px inputs), `fashion_mnist`.
 """
 
 from configs import common

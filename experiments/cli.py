@@ -54,7 +54,7 @@ def _parse_flags(argv: list[str]) -> list[str]:
     # is the error itself ('mobilenet_jax.errors.ConfigError: config variant ...').
     lines = [line for line in str(e).splitlines() if line.strip()]
     if 'Traceback' in str(e):
-      fail(f'{lines[0].split(":")[0]}: ' + lines[-1].split(': ', 1)[-1])
+      fail(f'{lines[0].rsplit(": ", 1)[0]}: ' + lines[-1].split(': ', 1)[-1])
     fail(str(e))
   except AttributeError as e:  # --config.FIELD=... of a field the config does not have
     key, _, hint = str(e).strip('\'"').partition('\\n')

@@ -33,9 +33,9 @@ def export_run(workdir: str, fmt: str, quantize: str, weights: str, output: str 
   if fmt == 'saved_model' and quantize != 'none':
     raise errors.ConfigError(f'quantize={quantize} is not allowed with format=saved_model; '
                              'only none')
-  config, run, _, state = train.restore_latest_run(workdir)
-  model, builder, spec = run.model, run.builder, run.spec
-  state = jax.tree.map(np.asarray, state)
+  run = train.restore_latest_run(workdir)
+  config, model, builder, spec = run.config, run.setup.model, run.setup.builder, run.setup.spec
+  state = jax.tree.map(np.asarray, run.state)
   step = int(state.step)
   variables = {'params': state.params if weights == 'raw' else state.ema_params,
                'batch_stats': state.batch_stats}

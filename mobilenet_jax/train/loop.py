@@ -4,6 +4,7 @@ The loop owns all I/O (checkpoints, metrics, the console); the steps it calls ar
 (`steps.py`), compiled once over the device mesh (`parallel.py`).
 """
 
+import dataclasses
 import functools
 
 import jax
@@ -120,10 +121,19 @@ def _evaluate(compiled: parallel.ParallelSteps, run: setup.Setup, config, writer
   return result
 
 
-def restore_latest_run(workdir: str, config: ml_collections.ConfigDict | None = None):
-  """(config, setup, compiled steps, state) of `workdir`'s latest checkpoint, with the run's own
-  config unless another is given; raises MissingRun when the workdir holds no run or no
-  checkpoint."""
+@dataclasses.dataclass(frozen=True)
+class RestoredRun:
+  """A run's latest checkpoint, ready to evaluate or export."""
+  config: ml_collections.ConfigDict
+  setup: setup.Setup
+  compiled: parallel.ParallelSteps
+  state: steps.TrainState
+
+
+def restore_latest_run(workdir: str,
+                       config: ml_collections.ConfigDict | None = None) -> RestoredRun:
+  """`workdir`'s latest checkpoint, with the run's own config unless another is given; raises
+  MissingRun when the workdir holds no run or no checkpoint."""
   config = run_dir.read_config(workdir) if config is None else config
   config.init_from = ''  # the checkpoint holds the weights
   run = setup.prepare(config, workdir)
@@ -135,15 +145,15 @@ def restore_latest_run(workdir: str, config: ml_collections.ConfigDict | None = 
   manager.close()
   if state is None:
     raise MissingRun(f'--workdir={workdir} has no checkpoint yet')
-  return config, run, compiled, state
+  return RestoredRun(config, run, compiled, state)
 
 
 def evaluate_latest(workdir: str, config: ml_collections.ConfigDict | None = None
                     ) -> tuple[int, dict]:
   """(step, metrics) of the latest checkpoint in `workdir` on the eval split."""
-  config, run, compiled, state = restore_latest_run(workdir, config)
-  return int(state.step), compiled.evaluate(
-      state, input_pipeline.eval_batches(run.builder, config, run.spec))
+  run = restore_latest_run(workdir, config)
+  return int(run.state.step), run.compiled.evaluate(
+      run.state, input_pipeline.eval_batches(run.setup.builder, run.config, run.setup.spec))
 
 
 def evaluate_imported(config: ml_collections.ConfigDict) -> dict:

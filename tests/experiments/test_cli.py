@@ -3,8 +3,7 @@
 import os
 import subprocess
 import sys
-
-import pytest
+from concurrent import futures
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -15,7 +14,7 @@ def _run(*args):
                         text=True, timeout=120)
 
 
-@pytest.mark.parametrize('args, message', [
+CASES = [
     (('experiments.summary', '--config=configs/nope.py'),
      'error: --config=configs/nope.py: no such config file'),
     (('experiments.summary', '--config=configs/v3_small.py:bogus'),
@@ -39,9 +38,15 @@ def _run(*args):
      'error: flag --workdir=None: Flag --workdir must have a value other than None.'),
     (('experiments.report', '--workdir=/nonexistent/sweep'),
      'error: --workdir=/nonexistent/sweep is not a folder'),
-])
-def test_one_line_and_exit_status_1(args, message):
-  done = _run(*args)
-  lines = done.stderr.strip().splitlines()
-  assert done.returncode == 1 and len(lines) == 1, done.stderr
-  assert lines[0].startswith(message), lines[0]
+
+]
+
+
+def test_one_line_and_exit_status_1():
+  # The entry points run concurrently: each is seconds of imports and no work.
+  with futures.ThreadPoolExecutor(4) as pool:
+    done = list(pool.map(lambda case: _run(*case[0]), CASES))
+  for (args, message), result in zip(CASES, done):
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 1 and len(lines) == 1, (args, result.stderr)
+    assert lines[0].startswith(message), (args, lines[0])
