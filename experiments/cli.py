@@ -14,8 +14,8 @@ from collections.abc import Callable
 
 from absl import app, flags, logging
 
-from mobilenet_jax.errors import UserError
-from mobilenet_jax.tools import allocator
+from mobilenet_jax.errors import Preempted, UserError
+from mobilenet_jax.tools import allocator, lifetime
 
 
 def preload_tcmalloc(module_name: str) -> None:
@@ -31,10 +31,11 @@ def config_overrides(argv: list[str]) -> tuple[str, ...]:
   return tuple(arg for arg in argv if arg.startswith('--config.'))
 
 
-def fail(message: str) -> None:
+def fail(message: str, status: int = 1, prefix: str = 'error: ') -> None:
   """Ends the program with one line; the message's other lines are joined onto it."""
-  sys.exit('error: ' + ' '.join(line.strip() for line in str(message).splitlines()
-                                if line.strip()))
+  print(prefix + ' '.join(line.strip() for line in str(message).splitlines() if line.strip()),
+        file=sys.stderr, flush=True)
+  sys.exit(status)
 
 
 def _check_config_files(argv: list[str]) -> None:
@@ -71,9 +72,12 @@ def run(main: Callable[[list[str]], None]) -> None:
     # asked for with --verbosity=0.
     if not flags.FLAGS['verbosity'].present:
       logging.set_verbosity(logging.WARNING)
+    lifetime.die_with_parent()
     try:
       main(argv)
+    except Preempted as e:  # not a mistake: a stop that kept its work
+      fail(str(e), e.exit_status, prefix='')
     except UserError as e:
-      fail(str(e))
+      fail(str(e), e.exit_status)
 
   app.run(guarded_main, flags_parser=_parse_flags)

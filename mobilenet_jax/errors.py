@@ -12,6 +12,7 @@ from typing import Any
 
 class UserError(Exception):
   """Something the user can fix; its message is the whole report."""
+  exit_status = 1
 
 
 class ConfigError(UserError, ValueError):
@@ -28,6 +29,22 @@ class MissingRun(UserError, FileNotFoundError):
 
 class NonFiniteLoss(UserError, FloatingPointError):
   """Training diverged; the message names the last good checkpoint."""
+
+
+class WorkdirInUse(UserError):
+  """Another process trains in this workdir; the message names it."""
+
+
+class CheckpointWriteError(UserError, OSError):
+  """A checkpoint could not be written (a full disk, say); the message names the last intact one."""
+
+
+class Preempted(UserError):
+  """A signal stopped training after a checkpoint; exits as the signal's default would."""
+
+  def __init__(self, message: str, signal_number: int):
+    super().__init__(message)
+    self.exit_status = 128 + signal_number
 
 
 def check_choice(field: str, value: Any, allowed: Iterable[Any]) -> Any:

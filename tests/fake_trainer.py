@@ -1,18 +1,23 @@
 """A stand-in for `experiments.train` in sweep tests: writes what a run writes, in milliseconds.
 
 Its figures are functions of the width multiplier. `--config.learning_rate=-1` fails as a bad
-config does; `--config.seed=13` is killed (SIGKILL) after its first checkpoint, then resumes.
+config does; `--config.seed=13` is killed (SIGKILL) after its first checkpoint, then resumes;
+`--config.seed=21` writes its PID to `pid` and waits (to be killed with its sweep);
+`--config.seed=22` crashes with a traceback whose last line says nothing.
 """
 
 import json
 import os
 import signal
 import sys
+import time
 
 from configs import v3_small
+from mobilenet_jax.tools import lifetime
 
 
 def main(argv):
+  lifetime.die_with_parent()
   args = dict(arg[2:].split('=', 1) for arg in argv[1:])
   workdir, config_arg = args['workdir'], args['config']
   overrides = {k.removeprefix('config.'): v for k, v in args.items() if k.startswith('config.')}
@@ -21,6 +26,12 @@ def main(argv):
     f.write(' '.join(argv[1:]) + '\n')
   if overrides.get('learning_rate') == '-1':
     sys.exit('error: learning_rate=-1.0 is not allowed; it must be >= 0')
+  if overrides.get('seed') == '21':
+    with open(os.path.join(workdir, 'pid'), 'w') as f:
+      f.write(str(os.getpid()))
+    time.sleep(120)
+  if overrides.get('seed') == '22':
+    raise RuntimeError('the step failed:\n  {"config": {})>.')
   width = float(overrides.get('model.width_multiplier', 1.0))
   config = v3_small.get_config('fashion_mnist')
   config.model.width_multiplier = width

@@ -1,8 +1,10 @@
 """A tiny network and mock-data configs for training tests: compiles in seconds."""
 
+import orbax.checkpoint as ocp
 import tensorflow_datasets as tfds
 
 from configs import v3_small
+from mobilenet_jax.train import checkpointing
 
 TINY_TABLE = (
     # block  kernel expansion out se     activation    stride repeats
@@ -52,3 +54,12 @@ def tiny_config(dataset: str = 'cifar10', **fields):
 def mock_data(num_examples: int = 24):
   return tfds.testing.mock_data(num_examples=num_examples,
                                 policy=tfds.testing.MockPolicy.USE_CODE)
+
+
+def restored_checkpoint(workdir, step: int | None = None) -> dict:
+  """A workdir's checkpoint (the latest unless `step`) as plain arrays: params, step, ..."""
+  manager = checkpointing.create_manager(str(workdir), 3)
+  restored = manager.restore(manager.latest_step() if step is None else step,
+                             args=ocp.args.StandardRestore())
+  manager.close()
+  return restored

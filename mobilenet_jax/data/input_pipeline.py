@@ -2,8 +2,10 @@
 
 An epoch's order and augmentation are pure functions of (seed, epoch): the files are shuffled
 with a per-epoch seed, examples are shuffled with it, and each example draws its augmentation
-from (seed, epoch, position). Resuming at step s rebuilds epoch s // steps_per_epoch and skips
-the batches already seen before any decoding, so a resumed run sees the same images.
+from (seed, epoch, position). Each process takes every process_count-th example of that one
+order, so a global batch holds the same images on one host or several. Resuming at step s
+rebuilds epoch s // steps_per_epoch and skips the batches already seen before any decoding, so a
+resumed run sees the same images.
 """
 
 import concurrent.futures
@@ -50,20 +52,28 @@ def _local_batch_size(global_batch: int) -> int:
   return global_batch // jax.process_count()
 
 
-def _read(builder, split: str, *, shuffle_seed: int | None) -> tf.data.Dataset:
+def _read(builder, split: str, *, shuffle_seed: int | None, whole: bool = False
+          ) -> tf.data.Dataset:
+  """The split's encoded examples: all of them, or (evaluation) this process's share."""
   read_config = tfds.ReadConfig(shuffle_seed=shuffle_seed, try_autocache=False)
   return builder.as_dataset(
-      split=tfds.split_for_jax_process(split), shuffle_files=shuffle_seed is not None,
-      read_config=read_config, decoders={'image': tfds.decode.SkipDecoding()})
+      split=split if whole else tfds.split_for_jax_process(split),
+      shuffle_files=shuffle_seed is not None, read_config=read_config,
+      decoders={'image': tfds.decode.SkipDecoding()})
 
 
 def _train_epoch(builder, config, epoch: int, skip_batches: int, local_batch: int,
                  steps_per_epoch: int) -> tf.data.Dataset:
+  """One epoch of this process's batches: every process reads the whole split in the same seeded
+  order and takes every process_count-th example of it, so that each global batch holds the same
+  examples however many processes share it."""
   seed = config.seed * 1_000_003 + epoch
-  ds = _read(builder, config.train_split, shuffle_seed=seed)
+  global_batch = config.batch_size
+  ds = _read(builder, config.train_split, shuffle_seed=seed, whole=True)
   ds = ds.enumerate().shuffle(config.input.shuffle_buffer, seed=seed,
                               reshuffle_each_iteration=False)
-  ds = ds.take(steps_per_epoch * local_batch).skip(skip_batches * local_batch)
+  ds = ds.take(steps_per_epoch * global_batch).skip(skip_batches * global_batch)
+  ds = ds.shard(jax.process_count(), jax.process_index())
   image_fn = functools.partial(
       preprocessing.train_image, size=config.input.image_size, style=config.input.preprocessing,
       padding=config.input.crop_padding, flip=config.input.random_flip)

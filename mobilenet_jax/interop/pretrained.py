@@ -32,41 +32,57 @@ def _parse(spec: str) -> tuple[str, str]:
   return source, path
 
 
-def configure(config: ml_collections.ConfigDict) -> None:
-  """Checks `config.init_from` and sets the model and input fields its weights need, saying so
-  (before the model is built)."""
+def configure(config: ml_collections.ConfigDict) -> list[str]:
+  """Checks `config.init_from` and sets the model and input fields its weights need (before
+  the model is built); returns a line for each field it changed, to print once all is checked."""
   if not config.init_from:
-    return
+    return []
   source_name, _ = _parse(config.init_from)
   source = SOURCES[source_name]
   if config.family not in source.builders:
     raise ConfigError(f'init_from={config.init_from!r} is not allowed for {config.family}: '
                       f'{source_name} has {", ".join(source.builders)}')
+  changes = []
   for section, values in (('model', source.model_fields[config.family]),
                           ('input', source.input_fields)):
     for field, value in values.items():
       if tuple(np.atleast_1d(config[section][field])) != tuple(np.atleast_1d(value)):
-        print(f'init_from: {section}.{field}={value} (as the weights were trained; was '
-              f'{config[section][field]})', flush=True)
+        changes.append(f'init_from: {section}.{field}={value} (as the weights were trained; '
+                       f'was {config[section][field]})')
         config[section][field] = value
+  return changes
 
 
-def load(config: ml_collections.ConfigDict, model, variables: dict[str, Any]) -> dict[str, Any]:
-  """`variables` (our fresh init) with every layer replaced by the imported weights."""
+def read(config: ml_collections.ConfigDict, model) -> dict[str, Any]:
+  """The weights of `config.init_from` as `model`'s variables, read and shape-checked; raises
+  ConfigError for a file that cannot be read or does not fit. The classifier is the file's."""
   source, path = _parse(config.init_from)
-  if source == 'torchvision':
-    import torch  # pylint: disable=g-import-not-at-top
-    layers = weight_import.torch_layers(torch.load(path, map_location='cpu', weights_only=True))
-  else:
-    reference = weight_import.keras_model(config.family, config.model.width_multiplier,
-                                          'minimalistic' in config.variants)
-    reference.load_weights(path)
-    layers = weight_import.keras_layers(reference)
+  try:
+    if source == 'torchvision':
+      import torch  # pylint: disable=g-import-not-at-top
+      layers = weight_import.torch_layers(torch.load(path, map_location='cpu',
+                                                     weights_only=True))
+    else:
+      reference = weight_import.keras_model(config.family, config.model.width_multiplier,
+                                            'minimalistic' in config.variants)
+      reference.load_weights(path)
+      layers = weight_import.keras_layers(reference)
+  except Exception as error:  # pylint: disable=broad-exception-caught
+    # Not torch's advice to unpickle with weights_only=False: unsafe, and no help for a bad file.
+    raise ConfigError(f'init_from={config.init_from!r} is not allowed; {path} cannot be read as '
+                      f'{source} weights ({type(error).__name__})') from None
   classes = layers[-1][1]['kernel'].shape[-1]
-  imported = weight_import.assign(layers, model.clone(num_classes=classes),
-                                  config.input.image_size)
-  if classes != model.num_classes:
-    print(f'init_from: the classifier is re-initialized ({classes} classes in the weights, '
-          f'{model.num_classes} here)', flush=True)
-    imported['params']['classifier'] = variables['params']['classifier']
-  return imported
+  return weight_import.assign(layers, model.clone(num_classes=classes), config.input.image_size)
+
+
+def with_classifier(imported: dict[str, Any], variables: dict[str, Any]) -> dict[str, Any]:
+  """The imported weights, with the classifier of `variables` (our fresh init) where the two
+  differ in classes."""
+  theirs = imported['params']['classifier']['kernel'].shape[-1]
+  ours = variables['params']['classifier']['kernel'].shape[-1]
+  if theirs == ours:
+    return imported
+  print(f'init_from: the classifier is re-initialized ({theirs} classes in the weights, {ours} '
+        'here)', flush=True)
+  params = {**imported['params'], 'classifier': variables['params']['classifier']}
+  return {**imported, 'params': params}

@@ -23,6 +23,7 @@ from concurrent import futures
 from typing import Any
 
 from mobilenet_jax.errors import ConfigError
+from mobilenet_jax.tools import lifetime
 from mobilenet_jax.train import workdir as run_dir
 
 TRAINER = 'experiments.train'
@@ -128,9 +129,11 @@ def execute(run: Run, cpus: Sequence[int] | None = None, trainer: str = TRAINER)
   start = time.time()
   log_path = os.path.join(run.workdir, run_dir.LOG_FILE)
   with open(log_path, 'a') as log:
+    # The run dies with this process (tools/lifetime.py), so a killed sweep leaves none behind.
     code = subprocess.call([*pin, sys.executable, *command[1:]], cwd=REPO_ROOT, stdout=log,
                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                           env={**os.environ, 'PYTHONUNBUFFERED': '1'})
+                           env={**os.environ, 'PYTHONUNBUFFERED': '1',
+                                lifetime.PARENT_PID: str(os.getpid())})
   seconds = time.time() - start
   if code == 0:
     return {'status': 'finished', 'seconds': seconds, 'error': None}
@@ -140,9 +143,12 @@ def execute(run: Run, cpus: Sequence[int] | None = None, trainer: str = TRAINER)
 
 
 def _last_line(path: str) -> str:
+  """What a failed run said last: its one-line error, or a traceback's exception line."""
   with open(path, errors='replace') as f:
     lines = [line.strip() for line in f if line.strip()]
-  return lines[-1] if lines else ''
+  said = [line for line in lines
+          if re.match(r'(error: |stopped by |[\w.]+(Error|Exception|Interrupt)\b)', line)]
+  return (said or lines or [''])[-1]
 
 
 def run_all(runs: Sequence[Run], parallel: int = 1, trainer: str = TRAINER,

@@ -4,6 +4,7 @@ The loop owns all I/O (checkpoints, metrics, the console); the steps it calls ar
 (`steps.py`), compiled once over the device mesh (`parallel.py`).
 """
 
+import contextlib
 import dataclasses
 import functools
 
@@ -12,10 +13,11 @@ import ml_collections
 import numpy as np
 
 from mobilenet_jax.data import input_pipeline
-from mobilenet_jax.errors import ConfigError, MissingRun, NonFiniteLoss
+from mobilenet_jax.errors import ConfigError, MissingRun, NonFiniteLoss, Preempted
 from mobilenet_jax.interop import pretrained
 from mobilenet_jax.models import complexity
-from mobilenet_jax.train import checkpointing, metrics, parallel, periodic, setup, steps
+from mobilenet_jax.train import (checkpointing, metrics, parallel, periodic, preemption, setup,
+                                 steps)
 from mobilenet_jax.train import workdir as run_dir
 
 
@@ -23,65 +25,83 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                        overrides: tuple[str, ...] = ()) -> dict:
   """Trains (or resumes) in `workdir` and returns the final results record."""
   run_dir.check_writable(workdir)
-  run = setup.prepare(config, workdir)
-  if not run.resuming and jax.process_index() == 0:
-    run_dir.save_config(workdir, config)
-  compiled = parallel.compile_steps(run.model, config, run.spec.steps_per_epoch, run.num_steps)
-  manager = checkpointing.create_manager(workdir, config.keep_checkpoints,
-                                         config.async_checkpoints)
-  state = _restore_or_initialise(manager, compiled, run.model, config, workdir)
-  start_step = int(state.step)
-  writer = metrics.create_writer(workdir, start_step)
-  params, madds = _announce(config, run)
-  evaluate = functools.partial(_evaluate, compiled, run, config, writer)
-  batches = input_pipeline.train_batches(run.builder, config, run.spec, start_step)
-  meter = periodic.Meter(start_step, run.num_steps, config.batch_size)
-  evals, interval = [], []
-  for step in range(start_step + 1, run.num_steps + 1):
-    with meter.waiting_for_input():
-      batch = compiled.to_devices(next(batches))
-    state, step_metrics = compiled.train_step(state, batch)
-    interval.append(step_metrics)
-    if periodic.itstime(step, config.log_every_steps, run.num_steps):
-      _log_train(writer, meter, step, run.num_steps, interval, manager, workdir)
-      interval = []
-    if periodic.itstime(step, config.checkpoint_every_steps, run.num_steps):
-      _check_finite(step, float(step_metrics['loss']), manager, workdir)
-      checkpointing.save(manager, step, state)
-    if periodic.itstime(step, config.eval_every_steps, run.num_steps):
-      evals.append((step, evaluate(step, state)))
-      meter.restart_clock()  # evaluation time is not training time
-  manager.wait_until_finished()
-  writer.flush()
-  if not evals:  # the run had already finished: evaluate what it left
-    evals.append((start_step, evaluate(start_step, state)))
-  results = run_dir.results_record(workdir, config, overrides, params, madds, evals,
-                                   meter.timed_steps, meter.timed_seconds)
-  if jax.process_index() == 0:
-    run_dir.write_results(workdir, results)
-  manager.close()
-  writer.close()
+  run = setup.prepare(config, workdir)  # every check; nothing is written before it passes
+  with _sole_trainer(workdir), preemption.StopRequest() as stop:
+    if jax.process_index() == 0:
+      run_dir.save_config(workdir, config)  # on a resume too: what the run now uses
+    compiled = parallel.compile_steps(run.model, config, run.spec.steps_per_epoch, run.num_steps)
+    manager = checkpointing.create_manager(workdir, config.keep_checkpoints,
+                                           config.async_checkpoints)
+    state = _restore_or_initialise(manager, compiled, run, config, workdir)
+    start_step = int(state.step)
+    writer = metrics.create_writer(workdir, start_step)
+    params, madds = _announce(config, run)
+    evaluate = functools.partial(_evaluate, compiled, run, config, writer)
+    batches = input_pipeline.train_batches(run.builder, config, run.spec, start_step)
+    meter = periodic.Meter(start_step, run.num_steps, config.batch_size)
+    evals, interval = [], []
+    for step in range(start_step + 1, run.num_steps + 1):
+      with meter.waiting_for_input():
+        batch = compiled.to_devices(next(batches))
+      state, step_metrics = compiled.train_step(state, batch)
+      interval.append(step_metrics)
+      checkpointing.check(manager)
+      stopping = stop.stop_now()
+      if periodic.itstime(step, config.log_every_steps, run.num_steps):
+        _log_train(writer, meter, step, run.num_steps, interval, manager, workdir)
+        interval = []
+      if stopping or periodic.itstime(step, config.checkpoint_every_steps, run.num_steps):
+        _check_finite(step, float(step_metrics['loss']), manager, workdir)
+        checkpointing.save(manager, step, state)
+      if stopping:
+        _stop_after_the_checkpoint(manager, stop, step, workdir)
+      if periodic.itstime(step, config.eval_every_steps, run.num_steps):
+        evals.append((step, evaluate(step, state)))
+        meter.restart_clock()  # evaluation time is not training time
+    checkpointing.finish(manager)
+    if not evals:  # the run had already finished: evaluate what it left
+      evals.append((start_step, evaluate(start_step, state)))
+    results = run_dir.results_record(workdir, config, overrides, params, madds, evals,
+                                     meter.timed_steps, meter.timed_seconds)
+    if jax.process_index() == 0:
+      run_dir.write_results(workdir, results)
+    manager.close()
+    writer.close()
   return results
 
 
-def initial_state(compiled: parallel.ParallelSteps, model, config) -> steps.TrainState:
-  """A fresh state: the model's init, or the weights of `config.init_from`."""
+def _stop_after_the_checkpoint(manager, stop: preemption.StopRequest, step: int,
+                               workdir: str) -> None:
+  checkpointing.finish(manager)  # committed before we say so
+  raise Preempted(f'stopped by {stop.name} at step {step}; checkpoint saved in {workdir}; '
+                  'rerun the same command to resume', stop.signal_number)
+
+
+def _sole_trainer(workdir: str):
+  """The workdir's lock, held by the first host (the others write no run files)."""
+  return run_dir.locked(workdir) if jax.process_index() == 0 else contextlib.nullcontext()
+
+
+def initial_state(compiled: parallel.ParallelSteps, run: setup.Setup) -> steps.TrainState:
+  """A fresh state: the model's init, or the weights of `init_from` (read by `setup`)."""
   state = compiled.init()
-  if not config.init_from:
+  if run.weights is None:
     return state
-  variables = pretrained.load(config, model, {'params': state.params,
-                                              'batch_stats': state.batch_stats})
+  variables = pretrained.with_classifier(run.weights, {'params': state.params,
+                                                       'batch_stats': state.batch_stats})
   variables = jax.device_put(variables, compiled.replicated)
   return state.replace(params=variables['params'], batch_stats=variables['batch_stats'],
                        ema_params=variables['params'])
 
 
-def _restore_or_initialise(manager, compiled: parallel.ParallelSteps, model, config,
-                           workdir: str) -> steps.TrainState:
+def _restore_or_initialise(manager, compiled: parallel.ParallelSteps, run: setup.Setup,
+                           config, workdir: str) -> steps.TrainState:
   state = checkpointing.restore_latest(manager, compiled.abstract_state)
   if state is None:
-    return initial_state(compiled, model, config)
-  print(f'Resuming from the checkpoint of step {int(state.step)} in {workdir}.', flush=True)
+    return initial_state(compiled, run)
+  changed = f'; changed since: {", ".join(run.changed_fields)}' if run.changed_fields else ''
+  print(f'Resuming from the checkpoint of step {int(state.step)} in {workdir}{changed}.',
+        flush=True)
   return state
 
 
@@ -162,5 +182,5 @@ def evaluate_imported(config: ml_collections.ConfigDict) -> dict:
     raise ConfigError('init_from is empty; name the weights to evaluate')
   run = setup.prepare(config, None)
   compiled = parallel.compile_steps(run.model, config, run.spec.steps_per_epoch, run.num_steps)
-  state = initial_state(compiled, run.model, config)
+  state = initial_state(compiled, run)
   return compiled.evaluate(state, input_pipeline.eval_batches(run.builder, config, run.spec))

@@ -6,6 +6,7 @@ are means over the global batch on one CPU, eight simulated devices, a GPU or a 
 
 import dataclasses
 import functools
+import os
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -17,7 +18,36 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from mobilenet_jax.errors import ConfigError
 from mobilenet_jax.train import optim, steps
+
+HOST_VARIABLES = ('JAX_COORDINATOR_ADDRESS', 'JAX_NUM_PROCESSES', 'JAX_PROCESS_ID')
+
+
+def initialize_hosts() -> None:
+  """Joins this process to the others of a run on several hosts.
+
+  With JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and JAX_PROCESS_ID set, from those (JAX reads
+  none of them itself); without, as `jax.distributed.initialize()` finds the cluster (TPU pods,
+  SLURM). Processes on CPUs exchange data over gloo.
+  """
+  jax.config.update('jax_cpu_collectives_implementation', 'gloo')
+  given = {name: os.environ.get(name) for name in HOST_VARIABLES}
+  kwargs = {}
+  if any(given.values()):
+    missing = [name for name, value in given.items() if not value]
+    if missing or not all(given[n].isdigit() for n in HOST_VARIABLES[1:]):
+      raise ConfigError('--distributed with ' + ', '.join(f'{k}={v}' for k, v in given.items())
+                        + ' is not allowed; set all three (an address host:port and two '
+                        'integers)')
+    kwargs = {'coordinator_address': given['JAX_COORDINATOR_ADDRESS'],
+              'num_processes': int(given['JAX_NUM_PROCESSES']),
+              'process_id': int(given['JAX_PROCESS_ID'])}
+  try:
+    jax.distributed.initialize(**kwargs)
+  except ValueError as error:
+    raise ConfigError(f'--distributed could not find the other hosts ({error}); outside TPU '
+                      f'pods and SLURM set {", ".join(HOST_VARIABLES)}') from None
 
 
 @dataclasses.dataclass(frozen=True)

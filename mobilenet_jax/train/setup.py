@@ -1,4 +1,5 @@
-"""What a run checks before it compiles or writes anything: the config, the workdir and the data.
+"""What a run checks before it compiles or writes anything: the config, the workdir's earlier
+run, the weights of `init_from` and the data.
 
 Two steps, kept apart: `pretrained.configure` changes the config where the weights of
 `init_from` imply fields (and says so), then `build_model` only checks and builds.
@@ -20,6 +21,9 @@ from mobilenet_jax.models.registry import create_model
 from mobilenet_jax.train import optim, workdir as run_dir
 
 PREPROCESSING = ('imagenet', 'small')
+# Four times the largest resolution the MobileNet papers train at (384 px for V4's largest):
+# beyond it a typo (100000) would only surface as an out-of-memory error after compiling.
+MAX_IMAGE_SIZE = 1536
 PERIODS = ('log_every_steps', 'eval_every_steps', 'checkpoint_every_steps', 'keep_checkpoints')
 
 
@@ -31,6 +35,8 @@ class Setup:
   spec: input_pipeline.InputSpec
   num_steps: int
   resuming: bool
+  weights: dict | None = None          # init_from's variables, for a run that starts
+  changed_fields: tuple[str, ...] = ()  # config fields changed since the run's last session
 
 
 def build_model(config: ml_collections.ConfigDict) -> nn.Module:
@@ -38,7 +44,7 @@ def build_model(config: ml_collections.ConfigDict) -> nn.Module:
   datasets.check_known(config.dataset)
   model = create_model(config.model)
   architecture.check_image_size(model.architecture, config.input.image_size)
-  errors.check_choice('input.preprocessing', config.input.preprocessing, PREPROCESSING)
+  _check_input(config.input)
   errors.check_int('batch_size', config.batch_size, minimum=1)
   devices = jax.device_count()
   if config.batch_size % devices:
@@ -53,6 +59,25 @@ def build_model(config: ml_collections.ConfigDict) -> nn.Module:
   return model
 
 
+def _check_input(fields: ml_collections.ConfigDict) -> None:
+  if fields.image_size > MAX_IMAGE_SIZE:
+    raise errors.ConfigError(f'input.image_size={fields.image_size} is not allowed; at most '
+                             f'{MAX_IMAGE_SIZE}')
+  errors.check_choice('input.preprocessing', fields.preprocessing, PREPROCESSING)
+  errors.check_choice('input.random_flip', fields.random_flip, (True, False))
+  errors.check_int('input.crop_padding', fields.crop_padding, minimum=0)
+  errors.check_int('input.shuffle_buffer', fields.shuffle_buffer, minimum=1)
+  errors.check_int('input.prefetch_batches', fields.prefetch_batches, minimum=1)
+  for field in ('mean', 'std'):
+    value = fields[field]
+    if (isinstance(value, str) or not hasattr(value, '__len__') or len(value) != 3
+        or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in value)):
+      raise errors.ConfigError(f'input.{field}={value!r} is not allowed; it must be 3 numbers, '
+                               'one per RGB channel (of pixels in [0, 255])')
+  if min(fields.std) <= 0:
+    raise errors.ConfigError(f'input.std={fields.std!r} is not allowed; every value must be > 0')
+
+
 def num_steps(config: ml_collections.ConfigDict, steps_per_epoch: int) -> int:
   """`num_train_steps` when positive, else `num_epochs` of `steps_per_epoch`."""
   if config.num_train_steps > 0:
@@ -61,14 +86,20 @@ def num_steps(config: ml_collections.ConfigDict, steps_per_epoch: int) -> int:
 
 
 def prepare(config: ml_collections.ConfigDict, workdir: str | None) -> Setup:
-  """Checks the config, the workdir's earlier run (if any) and the data. Writes nothing."""
-  pretrained.configure(config)
+  """Checks the config, the workdir's earlier run (if any), init_from's weights and the data.
+  Writes nothing."""
+  changes = pretrained.configure(config)
   model = build_model(config)
   resuming = workdir is not None and run_dir.check_config(workdir, config)
+  weights = pretrained.read(config, model) if config.init_from and not resuming else None
   builder = datasets.load_builder(config)
   spec = input_pipeline.describe(builder, config, datasets.split_size)
   if spec.num_classes != model.num_classes:
     raise errors.ConfigError(
         f'model.num_classes={model.num_classes} is not allowed; {config.dataset} has '
         f'{spec.num_classes} classes')
-  return Setup(model, builder, spec, num_steps(config, spec.steps_per_epoch), resuming)
+  changed = tuple(run_dir.changed_fields(workdir, config)) if resuming else ()
+  for line in changes:  # said once everything is checked: a bad input stays one line
+    print(line, flush=True)
+  return Setup(model, builder, spec, num_steps(config, spec.steps_per_epoch), resuming, weights,
+               changed)

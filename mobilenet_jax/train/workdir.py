@@ -2,6 +2,7 @@
 
 A run's workdir holds
   config.json      the run's config, written when it starts and checked when it resumes
+  lock             held (fcntl) by the process that trains in it; names its PID
   checkpoints/     orbax checkpoints, a folder per step
   metrics.jsonl    one JSON object per logged step: {"step": ..., "train_loss": ..., ...}
   results.json     the final record (`results_record`), written when the run ends
@@ -13,16 +14,20 @@ and, for a run of a sweep (tools/sweeps.py),
 Training, evaluation, export, sweeps and reports all find these files through this module.
 """
 
+import contextlib
+import fcntl
 import json
 import os
+from collections.abc import Iterator
 from typing import Any
 
 import ml_collections
 
-from mobilenet_jax.errors import ConfigError, MissingRun
+from mobilenet_jax.errors import ConfigError, MissingRun, WorkdirInUse
 from mobilenet_jax.models import architecture
 
 CONFIG_FILE = 'config.json'
+LOCK_FILE = 'lock'
 CHECKPOINTS_DIR = 'checkpoints'
 METRICS_FILE = 'metrics.jsonl'
 RESULTS_FILE = 'results.json'
@@ -90,6 +95,21 @@ def check_config(workdir: str, config: ml_collections.ConfigDict) -> bool:
   return True
 
 
+def changed_fields(workdir: str, config: ml_collections.ConfigDict) -> list[str]:
+  """The dotted config fields whose values differ from the run's config.json."""
+  def flat(tree: dict, prefix: str = '') -> dict[str, Any]:
+    out = {}
+    for key, value in tree.items():
+      if isinstance(value, dict):
+        out.update(flat(value, f'{prefix}{key}.'))
+      else:
+        out[prefix + key] = value
+    return out
+  saved = flat(read_json(os.path.join(workdir, CONFIG_FILE)))
+  now = flat(_plain(config.to_dict()))
+  return sorted(k for k in now.keys() | saved.keys() if now.get(k) != saved.get(k))
+
+
 def _plain(value: Any) -> Any:
   """JSON turns tuples into lists; compare configs in JSON's terms."""
   return json.loads(json.dumps(value))
@@ -113,6 +133,32 @@ def check_writable(workdir: str) -> None:
     raise ConfigError(f'--workdir={workdir} cannot be made: {existing} is a file')
   if not os.access(existing, os.W_OK | os.X_OK):
     raise ConfigError(f'--workdir={workdir} is not writable: no permission on {existing}')
+
+
+@contextlib.contextmanager
+def locked(workdir: str) -> Iterator[None]:
+  """Holds the workdir's lock: one trainer per workdir. Evaluating beside it needs no lock.
+
+  An advisory fcntl lock is released by the kernel when its holder exits, however it exits, so
+  the lock of a killed trainer is never stale; the file stays, naming the last holder.
+  """
+  os.makedirs(workdir, exist_ok=True)
+  with open(os.path.join(workdir, LOCK_FILE), 'a+') as f:
+    try:
+      fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+      f.seek(0)
+      holder = f.read().strip() or 'unknown'
+      raise WorkdirInUse(f'--workdir={workdir} is in use by process {holder}, which trains in '
+                         'it; wait for it to end (or stop it), or give another workdir') from None
+    f.seek(0)
+    f.truncate()
+    f.write(f'{os.getpid()}\n')
+    f.flush()
+    try:
+      yield
+    finally:
+      fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def read_results(workdir: str) -> dict:

@@ -50,3 +50,15 @@ def test_one_line_and_exit_status_1():
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 1 and len(lines) == 1, (args, result.stderr)
     assert lines[0].startswith(message), (args, lines[0])
+
+
+def test_a_preempted_run_says_so_in_one_line_and_exits_as_the_signal_would():
+  code = ('from experiments import cli\n'
+          'from mobilenet_jax.errors import Preempted\n'
+          'def main(argv):\n'
+          '  raise Preempted("stopped by SIGTERM at step 3; rerun the same command to resume", 15)\n'
+          'cli.run(main)\n')
+  done = subprocess.run([sys.executable, '-c', code], cwd=ROOT, capture_output=True, text=True,
+                        timeout=60)
+  assert done.returncode == 143
+  assert done.stderr.strip() == 'stopped by SIGTERM at step 3; rerun the same command to resume'

@@ -86,7 +86,8 @@ def test_init_from_loads_the_weights_and_resizes_the_classifier(tmp_path, capsys
   model = setup.build_model(config)
   assert config.model.bn_epsilon == 1e-3 and config.model.padding == 'symmetric'
   compiled = parallel.compile_steps(model, config, steps_per_epoch=10, num_steps=10)
-  state = loop.initial_state(compiled, model, config)
+  run = setup.Setup(model, None, None, 10, False, weights=pretrained.read(config, model))
+  state = loop.initial_state(compiled, run)
   assert 'classifier is re-initialized (1000 classes in the weights, 10 here)' in (
       capsys.readouterr().out)
   stem = reference.state_dict()['features.0.0.weight'].numpy().transpose(2, 3, 1, 0)

@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -158,3 +159,37 @@ def test_report_of_a_run_in_progress(tmp_path):
   assert rows[0]['params'] > 0 and rows[0]['madds'] > 0
   reporting.write_report(str(tmp_path))
   assert (tmp_path / 'pareto.png').stat().st_size > 0
+
+
+def test_a_traceback_is_recorded_by_its_exception_line(tmp_path):
+  [run] = sweeps.expand(CONFIG, [{'seed': 22}], [], str(tmp_path))
+  result = sweeps.execute(run, trainer=FAKE)
+  assert result['status'] == 'failed'
+  assert result['error'] == 'RuntimeError: the step failed:'
+
+
+def _gone(pid: int) -> bool:
+  """Exited: no process, or a zombie nobody reaped (PID 1 of a container may not)."""
+  try:
+    with open(f'/proc/{pid}/stat') as f:
+      return f.read().rsplit(')', 1)[1].split()[0] in 'ZX'
+  except FileNotFoundError:
+    return True
+
+
+def test_runs_die_with_a_killed_sweep(tmp_path):
+  sweep = subprocess.Popen(
+      [sys.executable, '-c', 'import sys; from mobilenet_jax.tools import sweeps; '
+       f'sweeps.run_all(sweeps.expand({CONFIG!r}, [{{"seed": 21}}], [], sys.argv[1]), '
+       f'trainer={FAKE!r})', str(tmp_path)], cwd=sweeps.REPO_ROOT)
+  pid_file = tmp_path / 'seed=21' / 'pid'
+  deadline = time.time() + 60
+  while not pid_file.exists() and time.time() < deadline:
+    time.sleep(0.1)
+  child = int(pid_file.read_text())
+  sweep.kill()
+  sweep.wait()
+  deadline = time.time() + 20
+  while not _gone(child) and time.time() < deadline:
+    time.sleep(0.1)
+  assert _gone(child)

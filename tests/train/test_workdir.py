@@ -1,12 +1,16 @@
 """The run directory: its files' names, the config it holds, and what its files say."""
 
 import os
+import subprocess
+import sys
 
 import pytest
 
-from mobilenet_jax.errors import ConfigError, MissingRun
+from mobilenet_jax.errors import ConfigError, MissingRun, WorkdirInUse
 from mobilenet_jax.train import workdir as run_dir
 from tests.train_fixtures import tiny_config
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def test_state_follows_the_files(tmp_path):
@@ -44,3 +48,18 @@ def test_a_workdir_that_cannot_be_written_is_refused(tmp_path):
     run_dir.check_writable(str(tmp_path / 'file'))
   with pytest.raises(ConfigError, match='cannot be made: .* is a file'):
     run_dir.check_writable(str(tmp_path / 'file' / 'run'))
+
+
+def test_one_trainer_per_workdir_and_a_dead_holder_leaves_no_lock(tmp_path):
+  holder = subprocess.Popen(
+      [sys.executable, '-c', 'import sys, time; from mobilenet_jax.train import workdir; '
+       'lock = workdir.locked(sys.argv[1]); lock.__enter__(); print("held", flush=True); '
+       'time.sleep(60)', str(tmp_path)], stdout=subprocess.PIPE, text=True, cwd=ROOT)
+  assert holder.stdout.readline().strip() == 'held'
+  with pytest.raises(WorkdirInUse, match=f'is in use by process {holder.pid}, which trains'):
+    with run_dir.locked(str(tmp_path)):
+      pass
+  holder.kill()
+  holder.wait()
+  with run_dir.locked(str(tmp_path)):  # taken over from the dead process
+    assert (tmp_path / run_dir.LOCK_FILE).read_text().strip() == str(os.getpid())
