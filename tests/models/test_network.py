@@ -36,7 +36,10 @@ def test_every_shipped_config_has_the_right_output_shape(module, arg):
   assert set(variables) == {'params', 'batch_stats'}
 
 
-@pytest.mark.parametrize('module', [v1, v2, v3_large], ids=lambda m: m.__name__)
+# V2's and V3's logits are also compared with torchvision's in the default run; these two are slow.
+@pytest.mark.parametrize('module', [v1, pytest.param(v2, marks=pytest.mark.slow),
+                                    pytest.param(v3_large, marks=pytest.mark.slow)],
+                         ids=lambda m: getattr(m, '__name__', m))
 def test_each_family_computes_finite_logits(module):
   model = create_model(_tiny(module).model)
   images = jax.random.uniform(jax.random.key(0), (2, 40, 40, 3))

@@ -12,7 +12,7 @@ from tests.ops.agreement import assert_implementations_agree
 @pytest.mark.parametrize('padding', PADDINGS)
 @pytest.mark.parametrize('kernel', [3, 5])
 @pytest.mark.parametrize('stride', [1, 2])
-@pytest.mark.parametrize('size', [7, 8])
+@pytest.mark.parametrize('size', [7, pytest.param(8, marks=pytest.mark.slow)])
 def test_depthwise_implementations_agree(padding, kernel, stride, size):
   x = jax.random.normal(jax.random.key(0), (2, size, size, 6))
   assert_implementations_agree(

@@ -36,7 +36,7 @@ def test_a_model_without_torch_counterpart_is_refused(variant, width):
     torch_reference.create_model(config, _params(config))
 
 
-@pytest.mark.parametrize('mode', benchmarking.MODES)
+@pytest.mark.parametrize('mode', ['infer', pytest.param('train', marks=pytest.mark.slow)])
 def test_benchmark_reports_both_frameworks(mode):
   config = v3_small.get_config()
   config.input.image_size = 32
