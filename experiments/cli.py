@@ -68,10 +68,10 @@ def run(main: Callable[[list[str]], None]) -> None:
   """absl's app.run with the shared flag parsing, logging and error handling."""
 
   def guarded_main(argv: list[str]) -> None:
-    # Results and progress are printed; library INFO logs (orbax's are many) are not, unless
-    # asked for with --verbosity=0.
+    # Results, progress and our own errors are printed; libraries' INFO and WARNING logs (orbax's
+    # and TFDS's are many) are not, unless asked for with --verbosity=0.
     if not flags.FLAGS['verbosity'].present:
-      logging.set_verbosity(logging.WARNING)
+      logging.set_verbosity(logging.ERROR)
     lifetime.die_with_parent()
     try:
       main(argv)
