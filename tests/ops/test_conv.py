@@ -12,7 +12,7 @@ from tests.ops.agreement import assert_implementations_agree
 
 @pytest.mark.parametrize('padding', PADDINGS)
 @pytest.mark.parametrize('kernel, stride', [(1, 1), (3, 1), (3, 2), (5, 2)])
-@pytest.mark.parametrize('size', [7, 8])
+@pytest.mark.parametrize('size', [7, pytest.param(8, marks=pytest.mark.slow)])
 def test_conv_implementations_agree(padding, kernel, stride, size):
   x = jax.random.normal(jax.random.key(0), (2, size, size, 3))
   assert_implementations_agree(

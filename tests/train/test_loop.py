@@ -36,6 +36,7 @@ def test_a_few_steps_end_to_end(dataset, tmp_path):
   assert json.loads((tmp_path / 'config.json').read_text())['dataset'] == dataset
 
 
+@pytest.mark.slow  # resume equivalence also in test_preemption.py, truncation in test_workdir.py
 def test_resume_after_a_crash_matches_an_uninterrupted_run(tmp_path, monkeypatch):
   config = tiny_config(num_train_steps=6)
   with mock_data():
