@@ -87,11 +87,10 @@ def check_config(workdir: str, config: ml_collections.ConfigDict) -> bool:
   saved, model = read_config(workdir).model, config.model
   if (architecture.resolve(saved) != architecture.resolve(model)
       or saved.num_classes != model.num_classes):
-    changed = sorted(key for key in model.keys() if key in saved
-                     and _plain(saved[key]) != _plain(model[key]))
+    changed = [k for k in changed_fields(workdir, config) if k.startswith('model.')]
     raise ConfigError(f'--workdir={workdir} holds a run of another architecture (changed: '
-                      f'{", ".join("model." + k for k in changed)}); resume it with its own config '
-                      'or start a new workdir')
+                      f'{", ".join(changed)}); resume it with its own config or start a new '
+                      'workdir')
   return True
 
 
