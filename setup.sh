@@ -12,10 +12,11 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
   pip_install() { python -m pip install -q --disable-pip-version-check "$@"; }
   pip_install -r requirements.txt
   # PyTorch references for the speed comparison and the weight-import tests: the CPU build of
-  # torch, then torchvision without its dependencies (the registry's wheel is a CUDA build, made
-  # importable next to the CPU torch by mobilenet_jax/interop/torch_reference.py).
+  # torch, then torchvision and timm without their dependencies (the registry's torchvision is a
+  # CUDA build, made importable next to the CPU torch by mobilenet_jax/interop/torch_reference.py;
+  # timm's other dependencies are here already or unused by the tests).
   pip_install -r requirements-reference.txt
-  pip_install --no-deps torchvision==0.28.0
+  pip_install --no-deps torchvision==0.28.0 timm==1.0.31
   echo "$wanted" > "$stamp"
 fi
 

@@ -36,6 +36,8 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.input.image_size = 224
   config.input.preprocessing = 'imagenet'   # Inception crop + flip; eval resize + central crop
   config.input.crop_padding = 4             # 'small': pixels of zero padding before the crop
+  config.input.crop_fraction = 0.875        # 'imagenet' eval: resize to size / this, central crop
+  config.input.interpolation = 'bicubic'    # eval resize: 'bicubic' | 'bilinear'
   config.input.random_flip = True
   config.input.mean = (0.485 * 255, 0.456 * 255, 0.406 * 255)   # pixels are scaled as
   config.input.std = (0.229 * 255, 0.224 * 255, 0.225 * 255)    # (x - mean) / std, x in [0, 255]
@@ -47,13 +49,17 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.model.width_multiplier = 1.0
   config.model.blocks = ()
   config.model.expansion_unit = 'channels'
-  config.model.head_width = 0
+  config.model.scale_stem = True   # False: the stem keeps its width at any width_multiplier
+  config.model.head_width = 0      # the 1x1 conv after pooling; 0: none
   config.model.head_activation = 'relu'
+  config.model.head_batch_norm = False  # True: that conv has no bias and a BN (V4)
   config.model.num_classes = 1000
   config.model.dropout_rate = 0.2
   config.model.bn_momentum = 0.99
   config.model.bn_epsilon = 1e-3
   config.model.se_gate = 'hard_sigmoid'
+  config.model.layer_scale_init = 0.0  # >0: layer scale on 'uib' and 'mqa' branches (V4 hybrids)
+  config.model.drop_path_rate = 0.0    # stochastic depth of the last block, linear from 0
   config.model.padding = 'symmetric'
   config.model.depthwise_implementation = 'auto'   # 'grouped' | 'shifted' | 'shifted_vjp'
   config.model.conv_implementation = 'auto'        # 'conv' | 'matmul'; auto: per backend
@@ -66,6 +72,7 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.learning_rate = 0.016    # for lr_base_batch_size images; scaled linearly with batch
   config.lr_base_batch_size = 256
   config.schedule = 'exponential'  # 'cosine' | 'exponential' (staircase) | 'constant'
+  config.cosine_end = 0.0         # cosine: the final learning rate, as a fraction of the peak
   config.warmup_epochs = 5.0
   config.decay_epochs = 2.0       # exponential: multiply by decay_rate every decay_epochs
   config.decay_rate = 0.973
@@ -156,6 +163,47 @@ def v2_paper_recipe(config: ml_collections.ConfigDict) -> None:
   config.decay_epochs = 1.0
   config.decay_rate = 0.98
   config.weight_decay = 8e-5  # TF's L2 of 4e-5 on the loss
+
+
+def v4_paper_recipe(config: ml_collections.ConfigDict, *, batch_size: int, learning_rate: float,
+                    num_epochs: float, warmup_epochs: float, weight_decay: float,
+                    adam_b1: float, epsilon: float, dropout_rate: float,
+                    drop_path_rate: float, ema_decay: float = 0.0,
+                    cosine_end: float = 0.0) -> None:
+  """ImageNet recipe of the V4 paper (App. C, Tab. 10): AdamW (beta2 0.999) with linear warmup
+  and cosine decay, label smoothing 0.1, Inception crop + flip; the per-model numbers are the
+  arguments. The table's RandAugment and Mixup/CutMix are not in the input pipeline yet."""
+  config.batch_size = batch_size
+  config.learning_rate = learning_rate
+  config.lr_base_batch_size = batch_size
+  config.num_epochs = num_epochs
+  config.optimizer = 'adamw'
+  config.adam_b1 = adam_b1
+  config.adam_b2 = 0.999
+  config.epsilon = epsilon
+  config.weight_decay = weight_decay
+  config.schedule = 'cosine'
+  config.cosine_end = cosine_end
+  config.warmup_epochs = warmup_epochs
+  config.label_smoothing = 0.1
+  config.ema_decay = ema_decay
+  config.model.dropout_rate = dropout_rate
+  config.model.drop_path_rate = drop_path_rate
+
+
+def v4_model(config: ml_collections.ConfigDict, *, activation: str = 'relu',
+             layer_scale_init: float = 0.0) -> None:
+  """What every MobileNetV4 shares: expansion ratios, the stem kept at its width below width 1
+  (timm's `fix_stem`), the head (the table's 1x1 conv to 960, pooling, a 1x1 conv to 1280
+  without bias + BN + act), and TF Model Garden's batch norm (momentum 0.997, epsilon 1e-3)."""
+  config.model.expansion_unit = 'ratio'
+  config.model.scale_stem = False
+  config.model.head_width = 1280
+  config.model.head_activation = activation
+  config.model.head_batch_norm = True
+  config.model.layer_scale_init = layer_scale_init
+  config.model.bn_momentum = 0.997
+  config.model.bn_epsilon = 1e-3
 
 
 def minimalistic(config: ml_collections.ConfigDict) -> None:

@@ -6,6 +6,8 @@ split.
       --config.eval_split=train                                 # another config for the run
   python -m experiments.evaluate --config=configs/v3_large.py --init_from=torchvision:W.pth \
       --config.dataset=imagenet2012 --config.data_dir=...
+  python -m experiments.evaluate --config=configs/v4_conv_medium.py \
+      --init_from=timm:model.safetensors --config.data_dir=...   # timm's eval crop, bicubic
 """
 
 from experiments import cli
@@ -25,7 +27,7 @@ _CONFIG = config_flags.DEFINE_config_file(
     'config', None, 'Config file; default with --workdir: the run\'s own config.json.')
 _WORKDIR = flags.DEFINE_string('workdir', None, 'The run\'s workdir.')
 _INIT_FROM = flags.DEFINE_string('init_from', None, 'Evaluate these weights instead: '
-                                 'torchvision:PATH or keras:PATH (needs --config).')
+                                 'torchvision:PATH, keras:PATH or timm:PATH (needs --config).')
 _JSON = flags.DEFINE_bool('json', False, 'Print one JSON object.')
 
 

@@ -23,12 +23,18 @@ _CONFIG = config_flags.DEFINE_config_file('config', None, 'Model config file.')
 _ALL = flags.DEFINE_bool('all', False, 'One row per shipped config over the papers\' grid.')
 _JSON = flags.DEFINE_bool('json', False, 'Print JSON lines instead of tables.')
 
-# The width multipliers and resolutions each paper reports.
+# The width multipliers and resolutions each paper reports (V2 1.3: 509M MAdds); V4 at the
+# resolution each model was trained at.
 PAPER_GRID = {
     'v1': [(w, 224) for w in (1.0, 0.75, 0.5, 0.25)] + [(1.0, r) for r in (192, 160, 128)],
-    'v2': [(w, 224) for w in (1.4, 1.0, 0.75, 0.5, 0.35)],
+    'v2': [(w, 224) for w in (1.4, 1.3, 1.0, 0.75, 0.5, 0.35)],
     'v3_large': [(w, 224) for w in (1.0, 0.75)],
     'v3_small': [(w, 224) for w in (1.0, 0.75)],
+    'v4_conv_small': [(1.0, 224)],
+    'v4_conv_medium': [(1.0, 256)],
+    'v4_conv_large': [(1.0, 384)],
+    'v4_hybrid_medium': [(1.0, 256)],
+    'v4_hybrid_large': [(1.0, 384)],
 }
 
 

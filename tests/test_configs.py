@@ -6,16 +6,31 @@ import sys
 
 import pytest
 
-from configs import v1, v2, v3_large, v3_small
+from configs import (v1, v2, v3_large, v3_small, v4_conv_large, v4_conv_medium, v4_conv_small,
+                     v4_hybrid_large, v4_hybrid_medium)
 from mobilenet_jax.errors import ConfigError
+from mobilenet_jax.models import architecture
 from mobilenet_jax.models.registry import create_model
 
+ALL_CONFIGS = [v1, v2, v3_large, v3_small, v4_conv_small, v4_conv_medium, v4_conv_large,
+               v4_hybrid_medium, v4_hybrid_large]
 
-@pytest.mark.parametrize('module', [v1, v2, v3_large, v3_small])
+
+@pytest.mark.parametrize('module', ALL_CONFIGS, ids=lambda m: m.__name__.split('.')[-1])
 def test_configs_share_the_base_and_build(module):
   config = module.get_config()
-  assert config.model.name == 'mobilenet' and config.input.image_size == 224
+  assert config.model.name == 'mobilenet' and config.input.image_size in (224, 256, 384)
   assert create_model(config.model).num_classes == 1000
+
+
+@pytest.mark.parametrize('module', ALL_CONFIGS[4:], ids=lambda m: m.__name__.split('.')[-1])
+@pytest.mark.parametrize('variant, size, stride', [('fashion_mnist', 28, 16),
+                                                   ('small_image', 32, 8)])
+def test_v4_small_image_variants(module, variant, size, stride):
+  config = module.get_config(variant)
+  arch = architecture.resolve(config.model)
+  assert (config.input.image_size, arch.total_stride) == (size, stride)
+  assert config.name == f'{module.__name__.split(".")[-1]}:{variant}'
 
 
 @pytest.mark.parametrize('field, value, message', [
@@ -29,6 +44,9 @@ def test_configs_share_the_base_and_build(module):
     ('dropout_rate', 1.0, 'model.dropout_rate=1.0 is not allowed; it must be a number in [0, 1)'),
     ('bn_momentum', 1.5, 'model.bn_momentum=1.5 is not allowed'),
     ('width_multiplier', 0.0, 'model.width_multiplier=0.0 is not allowed'),
+    ('drop_path_rate', 1.0, 'model.drop_path_rate=1.0 is not allowed; it must be a number in '
+                            '[0, 1)'),
+    ('layer_scale_init', -1e-5, 'model.layer_scale_init=-1e-05 is not allowed'),
 ])
 def test_registry_rejects_bad_fields(field, value, message):
   config = v3_small.get_config()
@@ -75,5 +93,10 @@ def test_summary_all_prints_the_paper_grid():
   assert [(r['config'], r['width_multiplier'], r['image_size']) for r in records][:7] == [
       ('v1', 1.0, 224), ('v1', 0.75, 224), ('v1', 0.5, 224), ('v1', 0.25, 224),
       ('v1', 1.0, 192), ('v1', 1.0, 160), ('v1', 1.0, 128)]
-  assert len(records) == 7 + 5 + 2 + 2
-  assert {r['config'] for r in records} == {'v1', 'v2', 'v3_large', 'v3_small'}
+  assert len(records) == 7 + 6 + 2 + 2 + 5
+  assert {r['config'] for r in records} == {'v1', 'v2', 'v3_large', 'v3_small', 'v4_conv_small',
+                                            'v4_conv_medium', 'v4_conv_large', 'v4_hybrid_medium',
+                                            'v4_hybrid_large'}
+  by_point = {(r['config'], r['width_multiplier']): r for r in records}
+  assert round(by_point[('v2', 1.3)]['madds'] / 1e6) == 509
+  assert by_point[('v4_hybrid_large', 1.0)]['image_size'] == 384

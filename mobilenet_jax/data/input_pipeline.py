@@ -136,7 +136,9 @@ def eval_batches(builder, config, spec: InputSpec) -> Iterator[dict]:
   """The eval split in `spec.num_eval_steps` batches; padding examples have mask 0."""
   local_batch = _local_batch_size(config.batch_size)
   image_fn = functools.partial(preprocessing.eval_image, size=config.input.image_size,
-                               style=config.input.preprocessing)
+                               style=config.input.preprocessing,
+                               crop_fraction=config.input.crop_fraction,
+                               interpolation=config.input.interpolation)
   ds = _read(builder, config.eval_split, shuffle_seed=None).map(
       lambda ex: {'image': preprocessing.normalize(image_fn(ex['image']), config.input.mean,
                                                    config.input.std),

@@ -6,7 +6,7 @@ function of those numbers, so a resumed run sees exactly the images an uninterru
 
 import tensorflow as tf
 
-CROP_FRACTION = 0.875  # eval: resize to size / 0.875, then take the central size x size
+INTERPOLATIONS = ('bicubic', 'bilinear')
 
 
 def decode(image_bytes: tf.Tensor) -> tf.Tensor:
@@ -16,12 +16,12 @@ def decode(image_bytes: tf.Tensor) -> tf.Tensor:
   return image
 
 
-def _resize(image: tf.Tensor, size) -> tf.Tensor:
-  """Bicubic (antialiased) float32 resize; an image already of that size is only cast, which
-  is what the resize would return at a third of the input pipeline's cost."""
+def _resize(image: tf.Tensor, size, method: str = 'bicubic') -> tf.Tensor:
+  """Bicubic (or bilinear; antialiased) float32 resize; an image already of that size is only
+  cast, which is what the resize would return at a third of the input pipeline's cost."""
   same = tf.reduce_all(tf.shape(image)[:2] == tf.convert_to_tensor(size))
   return tf.cond(same, lambda: tf.cast(image, tf.float32),
-                 lambda: tf.image.resize(image, size, method='bicubic', antialias=True))
+                 lambda: tf.image.resize(image, size, method=method, antialias=True))
 
 
 def inception_crop(image: tf.Tensor, size: int, seed: tf.Tensor) -> tf.Tensor:
@@ -34,11 +34,13 @@ def inception_crop(image: tf.Tensor, size: int, seed: tf.Tensor) -> tf.Tensor:
   return _resize(image, (size, size))
 
 
-def central_crop(image: tf.Tensor, size: int) -> tf.Tensor:
+def central_crop(image: tf.Tensor, size: int, crop_fraction: float = 0.875,
+                 interpolation: str = 'bicubic') -> tf.Tensor:
+  """Resizes the short side to size / crop_fraction, then takes the central size x size."""
   shape = tf.cast(tf.shape(image)[:2], tf.float32)
-  scale = size / CROP_FRACTION / tf.reduce_min(shape)
+  scale = size / crop_fraction / tf.reduce_min(shape)
   resized = tf.cast(tf.math.round(shape * scale), tf.int32)
-  image = _resize(image, resized)
+  image = _resize(image, resized, interpolation)
   top = (resized[0] - size) // 2
   left = (resized[1] - size) // 2
   return image[top:top + size, left:left + size]
@@ -64,11 +66,12 @@ def train_image(image_bytes: tf.Tensor, seed: tf.Tensor, *, size: int, style: st
   return image
 
 
-def eval_image(image_bytes: tf.Tensor, *, size: int, style: str) -> tf.Tensor:
+def eval_image(image_bytes: tf.Tensor, *, size: int, style: str, crop_fraction: float = 0.875,
+               interpolation: str = 'bicubic') -> tf.Tensor:
   image = decode(image_bytes)
   if style == 'imagenet':
-    return central_crop(image, size)
-  return _resize(image, (size, size))
+    return central_crop(image, size, crop_fraction, interpolation)
+  return _resize(image, (size, size), interpolation)
 
 
 def normalize(image: tf.Tensor, mean, std) -> tf.Tensor:

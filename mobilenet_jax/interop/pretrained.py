@@ -1,7 +1,11 @@
-"""Starting from published weights: `config.init_from = 'torchvision:PATH'` or `'keras:PATH'`.
+"""Starting from published weights: `config.init_from = 'torchvision:PATH'`, `'keras:PATH'` or
+`'timm:PATH'`.
 
 - torchvision: a `state_dict` file of `mobilenet_v2`, `mobilenet_v3_large` or
   `mobilenet_v3_small`. Inputs ImageNet-normalized (the configs' default input.mean/std).
+- timm: a `state_dict` (`.pth`/`.bin` torch file, or `.safetensors`, read without torch) of
+  `mobilenetv1_*`, `mobilenetv2_*`, `mobilenetv3_large_*` / `_small_*` or `mobilenetv4_*`.
+  Inputs ImageNet-normalized; evaluated as timm does (bicubic, crop fraction 0.95 for V4).
 - keras: a weights file of the Keras application `MobileNet`, `MobileNetV2`,
   `MobileNetV3Large` or `MobileNetV3Small` with 1000 classes (`:minimalistic` configs for the
   minimalistic V3). Inputs scaled to [-1, 1], as Keras's `preprocess_input`.
@@ -44,7 +48,7 @@ def configure(config: ml_collections.ConfigDict) -> list[str]:
                       f'{source_name} has {", ".join(source.builders)}')
   changes = []
   for section, values in (('model', source.model_fields[config.family]),
-                          ('input', source.input_fields)):
+                          ('input', source.input_fields[config.family])):
     for field, value in values.items():
       if tuple(np.atleast_1d(config[section][field])) != tuple(np.atleast_1d(value)):
         changes.append(f'init_from: {section}.{field}={value} (as the weights were trained; '
@@ -58,7 +62,10 @@ def read(config: ml_collections.ConfigDict, model) -> dict[str, Any]:
   ConfigError for a file that cannot be read or does not fit. The classifier is the file's."""
   source, path = _parse(config.init_from)
   try:
-    if source == 'torchvision':
+    if source == 'timm' and path.endswith('.safetensors'):
+      import safetensors.numpy  # pylint: disable=g-import-not-at-top
+      layers = weight_import.torch_layers(safetensors.numpy.load_file(path))
+    elif source in ('torchvision', 'timm'):
       import torch  # pylint: disable=g-import-not-at-top
       layers = weight_import.torch_layers(torch.load(path, map_location='cpu',
                                                      weights_only=True))
@@ -71,6 +78,8 @@ def read(config: ml_collections.ConfigDict, model) -> dict[str, Any]:
     # Not torch's advice to unpickle with weights_only=False: unsafe, and no help for a bad file.
     raise ConfigError(f'init_from={config.init_from!r} is not allowed; {path} cannot be read as '
                       f'{source} weights ({type(error).__name__})') from None
+  if source == 'timm':
+    layers = weight_import.timm_call_order(layers)
   classes = layers[-1][1]['kernel'].shape[-1]
   return weight_import.assign(layers, model.clone(num_classes=classes), config.input.image_size)
 

@@ -13,13 +13,23 @@ from typing import Any
 class Source:
   builders: dict[str, str]                 # our family -> the source's model name
   model_fields: dict[str, dict[str, Any]]  # our family -> model fields of its weights
-  input_fields: dict[str, Any]             # input fields of every family's weights
+  input_fields: dict[str, dict[str, Any]]  # our family -> input fields of its weights
 
 
 # Keras applications: TensorFlow's 'same' padding and epsilon, inputs scaled to [-1, 1] (Keras's
 # `preprocess_input`; the V3 models are built without their own rescaling layer).
 _KERAS_BUILDERS = {'v1': 'MobileNet', 'v2': 'MobileNetV2', 'v3_large': 'MobileNetV3Large',
                    'v3_small': 'MobileNetV3Small'}
+
+# timm: every family, PyTorch's padding and epsilon, ImageNet mean/std inputs, and the bicubic
+# evaluation of its weights' pretrained configs (crop fraction 0.95 for V4, 0.875 before).
+_TIMM_BUILDERS = {'v1': 'mobilenetv1_100', 'v2': 'mobilenetv2_100',
+                  'v3_large': 'mobilenetv3_large_100', 'v3_small': 'mobilenetv3_small_100',
+                  'v4_conv_small': 'mobilenetv4_conv_small',
+                  'v4_conv_medium': 'mobilenetv4_conv_medium',
+                  'v4_conv_large': 'mobilenetv4_conv_large',
+                  'v4_hybrid_medium': 'mobilenetv4_hybrid_medium',
+                  'v4_hybrid_large': 'mobilenetv4_hybrid_large'}
 
 SOURCES = {
     # torchvision: padding k // 2 on every side, PyTorch's epsilon for V2, and ImageNet
@@ -30,9 +40,19 @@ SOURCES = {
         model_fields={'v2': {'padding': 'symmetric', 'bn_epsilon': 1e-5},
                       'v3_large': {'padding': 'symmetric', 'bn_epsilon': 1e-3},
                       'v3_small': {'padding': 'symmetric', 'bn_epsilon': 1e-3}},
-        input_fields={}),
+        input_fields={family: {} for family in ('v2', 'v3_large', 'v3_small')}),
     'keras': Source(
         builders=_KERAS_BUILDERS,
         model_fields={family: {'padding': 'same', 'bn_epsilon': 1e-3} for family in _KERAS_BUILDERS},
-        input_fields={'mean': (127.5, 127.5, 127.5), 'std': (127.5, 127.5, 127.5)}),
+        input_fields={family: {'mean': (127.5, 127.5, 127.5), 'std': (127.5, 127.5, 127.5)}
+                      for family in _KERAS_BUILDERS}),
+    'timm': Source(
+        builders=_TIMM_BUILDERS,
+        model_fields={family: {'padding': 'symmetric', 'bn_epsilon': 1e-5}
+                      for family in _TIMM_BUILDERS},
+        input_fields={family: {'mean': (0.485 * 255, 0.456 * 255, 0.406 * 255),
+                               'std': (0.229 * 255, 0.224 * 255, 0.225 * 255),
+                               'interpolation': 'bicubic',
+                               'crop_fraction': 0.95 if family.startswith('v4') else 0.875}
+                      for family in _TIMM_BUILDERS}),
 }

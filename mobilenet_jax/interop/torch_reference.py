@@ -1,6 +1,8 @@
-"""The PyTorch MobileNets we measure ourselves against: torchvision's, and V1 from our table.
+"""The PyTorch MobileNets we measure ourselves against: torchvision's, timm's, and V1 from our
+table.
 
-torch and torchvision are optional (benchmark and interop tests only): see requirements-reference.txt.
+torch, torchvision and timm are optional (benchmark and interop tests only): see
+requirements-reference.txt.
 """
 
 import sys
@@ -28,6 +30,16 @@ def import_torchvision_models() -> types.ModuleType:
     sys.modules.setdefault(name, types.ModuleType(name))
   import torchvision.models  # pylint: disable=g-import-not-at-top
   return torchvision.models
+
+
+def create_timm_model(family: str, width: float = 1.0, num_classes: int = 1000):
+  """timm's model of our family (random weights), at `width` where timm builds that width."""
+  import_torchvision_models()  # timm imports torchvision
+  import timm  # pylint: disable=g-import-not-at-top
+  name = SOURCES['timm'].builders[family]
+  if width != 1.0:
+    name = name.rsplit('_100', 1)[0] + f'_{round(width * 100):03d}'
+  return timm.create_model(name, pretrained=False, num_classes=num_classes)
 
 
 def create_model(config: Any, params: int):

@@ -23,7 +23,8 @@ Layer = tuple[str, dict[str, np.ndarray]]   # (source name, {'kernel', 'bias', '
 
 
 def torch_layers(state_dict: Mapping[str, Any]) -> list[Layer]:
-  """A torchvision state_dict's layers: conv OIHW -> HWIO, linear (out, in) -> (1, 1, in, out)."""
+  """A torchvision or timm state_dict's layers: conv OIHW -> HWIO, linear (out, in) ->
+  (1, 1, in, out), timm's layer scale `gamma` as our 'scale'."""
   grouped: dict[str, dict[str, np.ndarray]] = {}
   for key, value in state_dict.items():
     module, _, name = key.rpartition('.')
@@ -35,6 +36,8 @@ def torch_layers(state_dict: Mapping[str, Any]) -> list[Layer]:
     if 'running_mean' in tensors:
       layer = {'scale': tensors['weight'], 'bias': tensors['bias'],
                'mean': tensors['running_mean'], 'var': tensors['running_var']}
+    elif set(tensors) == {'gamma'}:
+      layer = {'scale': tensors['gamma']}
     else:
       weight = tensors['weight']
       if weight.ndim == 2:
@@ -44,6 +47,48 @@ def torch_layers(state_dict: Mapping[str, Any]) -> list[Layer]:
         layer['bias'] = tensors['bias']
     layers.append((module, layer))
   return layers
+
+
+# timm's module names in call order. A safetensors file stores its tensors sorted by name, so
+# the order the conversion pairs layers by is rebuilt from the names: the top level, then per
+# block kind (told apart by a module only that kind has) the order of its convolutions, each
+# batch norm `bnK` right after the K-th of them, then the parts inside a module.
+_TIMM_TOP = ('conv_stem', 'bn1', 'blocks', 'conv_head', 'bn2', 'norm_head', 'classifier')
+_TIMM_BLOCKS = (
+    ('conv_exp', ('conv_exp', 'se', 'conv_pwl')),                     # EdgeResidual (FusedIB)
+    ('conv_pwl', ('conv_pw', 'conv_dw', 'se', 'conv_pwl')),           # InvertedResidual
+    ('conv_dw', ('conv_dw', 'se', 'conv_pw')),                        # DepthwiseSeparableConv
+    ('conv', ('conv',)),                                              # ConvBnAct
+    ('pw_proj', ('dw_start', 'pw_exp', 'dw_mid', 'se', 'pw_proj', 'dw_end', 'layer_scale')),
+    ('attn', ('norm', 'attn', 'layer_scale')))                        # MobileAttention
+_TIMM_INNER = ('conv_reduce', 'conv_expand', 'query', 'key', 'value', 'output', 'down_conv',
+               'norm', 'proj', 'conv', 'bn')
+
+
+def timm_call_order(layers: list[Layer]) -> list[Layer]:
+  """timm's layers in the order its model calls them, whatever order the file had."""
+  modules = [name.split('.') for name, _ in layers]
+
+  def rank(parts: list[str]) -> tuple:
+    if parts[0] != 'blocks':
+      return (_TIMM_TOP.index(parts[0]),)
+    siblings = {m[3] for m in modules if m[:3] == parts[:3]}
+    convs = next(order for marker, order in _TIMM_BLOCKS if marker in siblings)
+    name = parts[3]
+    if name.startswith('bn'):  # after the K-th convolution (SE is not one)
+      position = convs.index([c for c in convs if c != 'se'][int(name[2:]) - 1]) + 0.5
+    else:
+      position = convs.index(name)
+    return (_TIMM_TOP.index('blocks'), int(parts[1]), int(parts[2]), position,
+            tuple(_TIMM_INNER.index(p) for p in parts[4:]))
+
+  ranks = []
+  for name, parts in zip((name for name, _ in layers), modules):
+    try:
+      ranks.append(rank(parts))
+    except (ValueError, StopIteration, IndexError):
+      raise ConfigError(f'layer {name} is not one of timm\'s MobileNet layers') from None
+  return [layer for _, layer in sorted(zip(ranks, layers), key=lambda pair: pair[0])]
 
 
 def keras_layers(model) -> list[Layer]:

@@ -2,8 +2,9 @@
 
 Every layer with a weight `kernel` (convolutions, depthwise convolutions, dense layers) costs
 (output elements per image) x (kernel elements per output channel) multiply-adds: that is
-H*W*k*k*C_in*C_out for a conv, H*W*k*k*C for a depthwise conv and C_in*C_out for a dense layer.
-Batch norm, activations, pooling and the SE rescale are not counted, as in the papers.
+H*W*k*k*C_in*C_out for a conv, H*W*k*k*C for a depthwise conv and C_in*C_out for a dense layer;
+attention adds its two matmuls (a module's `attention_madds`). Batch norm, activations, pooling,
+softmax and the SE rescale are not counted, as in the papers.
 """
 
 import dataclasses
@@ -43,6 +44,8 @@ def layer_costs(model: nn.Module, image_size: int, in_channels: int = 3) -> list
       kernel = module.get_variable('params', 'kernel')
       per_output = math.prod(kernel.shape) // kernel.shape[-1]
       madds[top] = madds.get(top, 0) + math.prod(out.shape[1:]) * per_output
+    if hasattr(module, 'attention_madds'):
+      madds[top] = madds.get(top, 0) + module.attention_madds(args[0].shape)
     return out
 
   images = jnp.zeros((1, image_size, image_size, in_channels), jnp.float32)

@@ -1,5 +1,7 @@
-"""The small pieces every MobileNet is made of: activations, conv-BN-act, squeeze-and-excite."""
+"""The small pieces every MobileNet is made of: activations, conv-BN-act, squeeze-and-excite, and
+the residual branch's layer scale and stochastic depth."""
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -19,6 +21,9 @@ ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     'relu6': jax.nn.relu6,
     'hard_swish': jax.nn.hard_swish,      # x * relu6(x + 3) / 6
     'hard_sigmoid': jax.nn.hard_sigmoid,  # relu6(x + 3) / 6
+    # The exact GELU (erf), as PyTorch's nn.GELU that timm's Hybrid-L weights were trained with;
+    # JAX's default is the tanh approximation.
+    'gelu': functools.partial(jax.nn.gelu, approximate=False),
 }
 
 # Initialisers of the reference implementations (torchvision): He-normal over fan-out for
@@ -76,3 +81,44 @@ class SqueezeExcite(nn.Module):
     scale = nn.relu(scale)
     scale = nn.Dense(x.shape[-1], dtype=self.dtype, kernel_init=conv_init, name='expand')(scale)
     return x * activate(self.gate, scale)[:, None, None, :]
+
+
+class LayerScale(nn.Module):
+  """Per-channel scale of a residual branch (MobileNetV4's hybrids), initialised small."""
+  init_value: float
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    scale = self.param('scale', nn.initializers.constant(self.init_value), (x.shape[-1],),
+                       jnp.float32)
+    return x * scale.astype(x.dtype)
+
+
+class DropPath(nn.Module):
+  """Stochastic depth: drops a residual branch for whole examples, scaling the kept ones.
+
+  The mask comes from the 'dropout' RNG, which the train step folds from its own key, so a run
+  draws the same masks however often it was resumed.
+  """
+  rate: float = 0.0
+  deterministic: bool = True
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    if self.deterministic or self.rate == 0.0:
+      return x
+    keep = 1.0 - self.rate
+    mask = jax.random.bernoulli(self.make_rng('dropout'), keep, (x.shape[0],) + (1,) * (x.ndim - 1))
+    return jnp.where(mask, x / keep, jnp.zeros_like(x))
+
+
+def add_residual(x: jax.Array, branch: jax.Array, stride: int, layer_scale_init: float,
+                 drop_path: ModuleDef) -> jax.Array:
+  """A block's end: layer scale (when its init is set), then the shortcut when the block keeps
+  resolution and width, the branch dropped by stochastic depth. Called from a block's compact
+  `__call__`, so the modules it makes belong to that block."""
+  if layer_scale_init:
+    branch = LayerScale(layer_scale_init, name='layer_scale')(branch)
+  if stride == 1 and branch.shape[-1] == x.shape[-1]:
+    return drop_path(name='drop_path')(branch) + x
+  return branch

@@ -7,17 +7,22 @@ import jax
 import jax.numpy as jnp
 
 from mobilenet_jax.models.architecture import Architecture
-from mobilenet_jax.models.blocks import ConvLayer, DepthwiseSeparable, InvertedResidual
-from mobilenet_jax.models.layers import ConvBN, activate, dense_init
+from mobilenet_jax.models.blocks import (ConvLayer, DepthwiseSeparable, FusedInvertedResidual,
+                                         InvertedResidual, MultiQueryAttention)
+from mobilenet_jax.models.layers import ConvBN, DropPath, activate, dense_init
 from mobilenet_jax.ops.batch_norm import BatchNorm
+from mobilenet_jax.ops.conv import Conv
 
-BLOCKS = {'conv': ConvLayer, 'ds': DepthwiseSeparable, 'ir': InvertedResidual}
+BLOCKS = {'conv': ConvLayer, 'ds': DepthwiseSeparable, 'ir': InvertedResidual,
+          'uib': InvertedResidual, 'fused': FusedInvertedResidual, 'mqa': MultiQueryAttention}
 
 
 class MobileNet(nn.Module):
   """Table rows, global average pooling, optional head conv, dropout, classifier.
 
-  Parameters are float32 whatever `dtype` (the compute dtype) is; logits are float32.
+  Parameters are float32 whatever `dtype` (the compute dtype) is; logits are float32. Stochastic
+  depth grows linearly with the block index, from 0 at the first block after the stem to
+  `drop_path_rate` * (n - 1) / n at the last of n, as timm counts it.
   """
   architecture: Architecture
   num_classes: int = 1000
@@ -28,6 +33,8 @@ class MobileNet(nn.Module):
   depthwise_implementation: str = 'auto'
   conv_implementation: str = 'auto'
   se_gate: str = 'hard_sigmoid'
+  layer_scale_init: float = 0.0
+  drop_path_rate: float = 0.0
   dtype: jnp.dtype = jnp.float32
 
   @nn.compact
@@ -38,14 +45,31 @@ class MobileNet(nn.Module):
                                 depthwise_implementation=self.depthwise_implementation,
                                 conv_implementation=self.conv_implementation,
                                 dtype=self.dtype)
+    conv = functools.partial(Conv, padding=self.padding,
+                             implementation=self.conv_implementation, dtype=self.dtype)
     x = images.astype(self.dtype)
-    for i, layer in enumerate(self.architecture.layers):
-      extra = {'se_gate': self.se_gate, 'dtype': self.dtype} if layer.block == 'ir' else {}
+    layers = self.architecture.layers
+    for i, layer in enumerate(layers):
+      drop_path = functools.partial(
+          DropPath, self.drop_path_rate * max(i - 1, 0) / max(len(layers) - 1, 1),
+          deterministic=not train)
+      inverted = {'se_gate': self.se_gate, 'layer_scale_init': self.layer_scale_init,
+                  'drop_path': drop_path, 'dtype': self.dtype}
+      extra = {
+          'ir': inverted,
+          'uib': inverted,
+          'fused': {'drop_path': drop_path},
+          'mqa': {'conv': conv, 'norm': norm, 'layer_scale_init': self.layer_scale_init,
+                  'drop_path': drop_path, 'dtype': self.dtype},
+      }.get(layer.block, {})
       x = BLOCKS[layer.block](layer, conv_bn, name=f'{layer.block}_{i}', **extra)(x)
     x = jnp.mean(x, axis=(1, 2))
-    if self.architecture.head_width:
-      x = nn.Dense(self.architecture.head_width, dtype=self.dtype, kernel_init=dense_init,
-                   name='head_conv')(x)
+    head_width = self.architecture.head_width
+    if head_width and self.architecture.head_batch_norm:  # V4: a 1x1 conv + BN on the pooled map
+      x = conv_bn(head_width, 1, 1, self.architecture.head_activation, name='head')(
+          x[:, None, None, :])[:, 0, 0, :]
+    elif head_width:
+      x = nn.Dense(head_width, dtype=self.dtype, kernel_init=dense_init, name='head_conv')(x)
       x = activate(self.architecture.head_activation, x)
     x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
     x = nn.Dense(self.num_classes, dtype=self.dtype, kernel_init=dense_init,

@@ -26,6 +26,8 @@ def _mobilenet(model_config: Any) -> nn.Module:
   errors.check_choice('model.conv_implementation',
                              model_config.conv_implementation, conv.CHOICES)
   errors.check_choice('model.se_gate', model_config.se_gate, architecture.ACTIVATIONS)
+  errors.check_positive('model.layer_scale_init', model_config.layer_scale_init, allow_zero=True)
+  errors.check_range('model.drop_path_rate', model_config.drop_path_rate, 0, 1)
   errors.check_choice('model.dtype', model_config.dtype, tuple(DTYPES))
   return MobileNet(
       architecture=arch,
@@ -37,6 +39,8 @@ def _mobilenet(model_config: Any) -> nn.Module:
       depthwise_implementation=model_config.depthwise_implementation,
       conv_implementation=model_config.conv_implementation,
       se_gate=model_config.se_gate,
+      layer_scale_init=float(model_config.layer_scale_init),
+      drop_path_rate=float(model_config.drop_path_rate),
       dtype=DTYPES[model_config.dtype])
 
 

@@ -17,11 +17,13 @@ def base_learning_rate(config: Any) -> float:
 
 
 def learning_rate_schedule(config: Any, steps_per_epoch: int, num_steps: int) -> optax.Schedule:
-  """Linear warmup from 0, then cosine to 0, exponential staircase decay, or constant."""
+  """Linear warmup from 0, then cosine to `cosine_end` x the peak, exponential staircase decay,
+  or constant."""
   peak = base_learning_rate(config)
   warmup = int(config.warmup_epochs * steps_per_epoch)
   if config.schedule == 'cosine':
-    return optax.warmup_cosine_decay_schedule(0.0, peak, warmup, max(num_steps, warmup + 1))
+    return optax.warmup_cosine_decay_schedule(0.0, peak, warmup, max(num_steps, warmup + 1),
+                                              end_value=peak * config.cosine_end)
   if config.schedule == 'exponential':
     after = optax.exponential_decay(peak, transition_steps=max(
         int(config.decay_epochs * steps_per_epoch), 1), decay_rate=config.decay_rate,
@@ -65,6 +67,7 @@ def validate(config: Any) -> None:
   errors.check_positive('lr_base_batch_size', config.lr_base_batch_size)
   errors.check_positive('warmup_epochs', config.warmup_epochs, allow_zero=True)
   errors.check_positive('decay_epochs', config.decay_epochs)
+  errors.check_range('cosine_end', config.cosine_end, 0, 1)
   errors.check_positive('decay_rate', config.decay_rate)
   errors.check_positive('weight_decay', config.weight_decay, allow_zero=True)
   errors.check_positive('grad_clip_norm', config.grad_clip_norm, allow_zero=True)

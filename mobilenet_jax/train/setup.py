@@ -14,7 +14,7 @@ import ml_collections
 import tensorflow_datasets as tfds
 
 from mobilenet_jax import errors
-from mobilenet_jax.data import datasets, input_pipeline
+from mobilenet_jax.data import datasets, input_pipeline, preprocessing
 from mobilenet_jax.interop import pretrained
 from mobilenet_jax.models import architecture
 from mobilenet_jax.models.registry import create_model
@@ -66,6 +66,11 @@ def _check_input(fields: ml_collections.ConfigDict) -> None:
   errors.check_choice('input.preprocessing', fields.preprocessing, PREPROCESSING)
   errors.check_choice('input.random_flip', fields.random_flip, (True, False))
   errors.check_int('input.crop_padding', fields.crop_padding, minimum=0)
+  if (isinstance(fields.crop_fraction, bool) or not isinstance(fields.crop_fraction, (int, float))
+      or not 0 < fields.crop_fraction <= 1):
+    raise errors.ConfigError(f'input.crop_fraction={fields.crop_fraction!r} is not allowed; it '
+                             'must be a number in (0, 1]')
+  errors.check_choice('input.interpolation', fields.interpolation, preprocessing.INTERPOLATIONS)
   errors.check_int('input.shuffle_buffer', fields.shuffle_buffer, minimum=1)
   errors.check_int('input.prefetch_batches', fields.prefetch_batches, minimum=1)
   for field in ('mean', 'std'):

@@ -104,16 +104,16 @@ def _bad(field, value):
     ('width_multiplier', 0.0, 'model.width_multiplier=0.0'),
     ('width_multiplier', -0.5, 'model.width_multiplier=-0.5'),
     ('row.activation', 'swish', "model.blocks[2].activation='swish' is not allowed; choose one of:"
-                                " 'relu', 'relu6', 'hard_swish', 'hard_sigmoid'"),
+                                " 'relu', 'relu6', 'hard_swish', 'hard_sigmoid', 'gelu'"),
     ('row.block', 'resnet', "model.blocks[2].block='resnet' is not allowed; choose one of: "
-                            "'conv', 'ds', 'ir'"),
+                            "'conv', 'ds', 'ir', 'uib', 'fused', 'mqa'"),
     ('row.kernel', 4, 'model.blocks[2].kernel=4'),
     ('row.stride', 3, 'model.blocks[2].stride=3'),
     ('row.repeats', 0, 'model.blocks[2].repeats=0'),
     ('row.expansion', -1, 'model.blocks[2].expansion=-1'),
     ('row.se', 'yes', "model.blocks[2].se='yes'"),
     ('expansion_unit', 'percent', "model.expansion_unit='percent'"),
-    ('head_activation', 'gelu', "model.head_activation='gelu'"),
+    ('head_activation', 'swish', "model.head_activation='swish'"),
     ('head_width', -5, 'model.head_width=-5'),
     ('blocks', (), 'model.blocks=() is malformed'),
 ])
@@ -133,8 +133,43 @@ def test_malformed_row():
 def test_expansion_on_a_non_ir_row_is_rejected():
   config = v1.get_config()
   config.model.blocks = (('ds', 3, 6, 64, False, 'relu6', 1, 1),)
-  with pytest.raises(ConfigError, match=r"only 'ir' rows expand"):
+  with pytest.raises(ConfigError, match=r"only 'ir', 'uib', 'fused', 'mqa' rows take one"):
     architecture.resolve(config.model)
+
+
+@pytest.mark.parametrize('row, message', [
+    (('uib', 3, 4, 64, False, 'relu', 1, 1), r"kernel=3 is not allowed; a 'uib' row takes a pair"),
+    (('uib', (0, 4), 4, 64, False, 'relu', 1, 1), r'kernel=\(0, 4\) is not allowed'),
+    (('uib', (0, 0), 4, 64, False, 'relu', 2, 1), r'stride=2 is not allowed with kernel \(0, 0\)'),
+    (('mqa', 3, (4, 64), 64, False, None, 1, 1), r"an 'mqa' row takes \(heads, key dim, kv stride"),
+    (('mqa', 3, (4, 64, 3), 64, False, None, 1, 1), r'expansion=\(4, 64, 3\) is not allowed'),
+    (('mqa', 3, (4, 64, 1), 64, False, 'relu', 1, 1), r"activation='relu' is not allowed"),
+    (('mqa', 3, (4, 64, 1), 64, False, None, 2, 1), r'stride=2 is not allowed'),
+    (('fused', 3, 4, 64, True, 'relu', 1, 1), r'se=True is not allowed'),
+])
+def test_v4_rows_are_checked(row, message):
+  config = v1.get_config()
+  config.model.blocks = (('conv', 3, None, 32, False, 'relu', 2, 1), row)
+  with pytest.raises(ConfigError, match=message):
+    architecture.resolve(config.model)
+
+
+def test_uib_kernels_and_mqa_heads_resolve_per_row():
+  config = v1.get_config()
+  config.model.expansion_unit = 'ratio'
+  config.model.scale_stem = False
+  config.model.width_multiplier = 0.5
+  config.model.blocks = (('conv', 3, None, 32, False, 'relu', 2, 1),
+                         ('uib', (3, 5), 4, 64, False, 'relu', 2, 2),
+                         ('fused', 3, 2, 64, False, 'relu', 1, 1),
+                         ('mqa', 3, (4, 16, 2), 64, False, None, 1, 1))
+  stem, first, second, fused, mqa = architecture.resolve(config.model).layers
+  assert stem.out == 32  # kept at its width below width 1
+  assert (first.start_kernel, first.kernel, first.in_width, first.expanded, first.out,
+          first.stride) == (3, 5, 32, 128, 32, 2)
+  assert (second.in_width, second.expanded, second.stride) == (32, 128, 1)
+  assert (fused.kernel, fused.expanded) == (3, 64)
+  assert (mqa.heads, mqa.key_dim, mqa.kv_stride, mqa.activation) == (4, 16, 2, None)
 
 
 def test_resolution_below_the_minimum():

@@ -1,10 +1,13 @@
 """Parameter and MAdd counts against the papers, the reference implementations and XLA."""
 
+import math
+
 import jax
 import jax.numpy as jnp
 import pytest
 
-from configs import v1, v2, v3_large, v3_small
+from configs import (v1, v2, v3_large, v3_small, v4_conv_large, v4_conv_medium, v4_conv_small,
+                     v4_hybrid_large, v4_hybrid_medium)
 from mobilenet_jax.models import complexity
 from mobilenet_jax.models.registry import create_model
 
@@ -25,6 +28,40 @@ def test_reference_counts(module, params, madds):
   got_params, got_madds = _counts(module)
   assert got_params == params
   assert abs(got_madds / madds - 1) < 0.01
+
+
+# MobileNetV4 as timm 1.0.31 builds it (../shared/reference/mobilenet_v4_reference.md): trainable
+# parameters exactly, MAdds (attention matmuls included) in millions at each train resolution.
+@pytest.mark.parametrize('module, size, params, madds, attention', [
+    (v4_conv_small, 224, 3_774_024, 186.0, 0), (v4_conv_small, 256, 3_774_024, 242.2, 0),
+    (v4_conv_medium, 256, 9_715_512, 1080.2, 0), (v4_conv_large, 384, 32_590_864, 6376.2, 0),
+    (v4_hybrid_medium, 256, 11_074_648, 1271.2, 41.9),
+    (v4_hybrid_large, 384, 37_764_624, 7711.9, 339.7)],
+    ids=lambda v: v.__name__.split('.')[-1] if hasattr(v, '__name__') else None)
+def test_v4_counts(module, size, params, madds, attention):
+  model = create_model(module.get_config().model)
+  costs = complexity.layer_costs(model, size)
+  got_params, got_madds = complexity.totals(costs)
+  assert got_params == params
+  assert round(got_madds / 1e6, 1) == madds
+  # The attention matmuls' share, counted from the table: q k^T and weights v, per MQA block.
+  shapes = {c.name: c.output_shape for c in costs}
+  attention_madds = 0
+  for i, layer in enumerate(model.architecture.layers):
+    if layer.block == 'mqa':
+      h, w, _ = shapes[f'mqa_{i}']
+      kv_pixels = math.ceil(h / layer.kv_stride) * math.ceil(w / layer.kv_stride)
+      attention_madds += 2 * h * w * kv_pixels * layer.heads * layer.key_dim
+  assert round(attention_madds / 1e6, 1) == attention
+
+
+# timm's narrower V4s: the stem stays at its width (`model.scale_stem` False), the 1280-wide
+# head too; parameter counts of timm's `mobilenetv4_conv_small_050`, `_035`, `hybrid_medium_075`.
+@pytest.mark.parametrize('module, width, params', [
+    (v4_conv_small, 0.5, 2_238_952), (v4_conv_small, 0.35, 1_905_384),
+    (v4_hybrid_medium, 0.75, 7_313_528)])
+def test_v4_width_multiplier_keeps_stem_and_head(module, width, params):
+  assert _counts(module, width)[0] == params
 
 
 # MobileNetV1 Tables 6-7 (MAdds in millions, params in millions, as printed).
