@@ -8,12 +8,26 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 # Keras (a reference in the weight-import tests) on JAX, before anything imports it.
 os.environ.setdefault('KERAS_BACKEND', 'jax')
 
+import shutil  # pylint: disable=g-import-not-at-top,wrong-import-position
 import tempfile  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 # Many tests build the same tiny model's init and steps in new closures, which jit compiles
 # afresh (parameter init alone is ~10 s of XLA:CPU compile); a cache keyed by the compiled
-# program serves the repeats. A fresh directory per run: nothing carries over between runs.
-jax.config.update('jax_compilation_cache_dir', tempfile.mkdtemp(prefix='mobilenet_jax_xla_'))
+# program serves the repeats: in this process, in the other pytest-xdist worker (the same
+# directory for one test run) and, through the environment, in the commands the tests start.
+# Programs quicker to compile than a second are not worth a file. Nothing carries over between
+# test runs.
+if 'MOBILENET_JAX_TEST_XLA_CACHE' not in os.environ:  # the first process; workers inherit it
+  os.environ['MOBILENET_JAX_TEST_XLA_CACHE'] = tempfile.mkdtemp(prefix='mobilenet_jax_xla_')
+_CACHE = os.environ['MOBILENET_JAX_TEST_XLA_CACHE']
+os.environ['JAX_COMPILATION_CACHE_DIR'] = _CACHE
+os.environ['JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS'] = '1'
+jax.config.update('jax_compilation_cache_dir', _CACHE)
 jax.config.update('jax_persistent_cache_min_compile_time_secs', 1.0)
+
+
+def pytest_sessionfinish(session):
+  if not hasattr(session.config, 'workerinput'):  # the controller (or a run without workers)
+    shutil.rmtree(_CACHE, ignore_errors=True)

@@ -16,9 +16,22 @@ import numpy as np
 import tensorflow as tf
 from jax.experimental import jax2tf
 
+from mobilenet_jax.errors import ConfigError
+
 FORMATS = ('tflite', 'saved_model')
 QUANTIZATIONS = ('none', 'float16', 'dynamic', 'int8')
 WEIGHTS = ('raw', 'ema')
+
+
+def check_quantization(model: nn.Module, quantize: str) -> None:
+  """Refuses what the TFLite runtime cannot run: int8 of the exact GELU (Hybrid-L), which jax2tf
+  writes as erf's polynomial, ~40 elementwise ops whose int8 kernels abort the interpreter."""
+  arch = model.architecture
+  if quantize == 'int8' and 'gelu' in {layer.activation for layer in arch.layers} | {
+      arch.head_activation}:
+    raise ConfigError('quantize=int8 is not allowed for a model with GELU (TFLite has no int8 '
+                      'kernel for the exact GELU as jax2tf writes it); use none, float16 or '
+                      'dynamic')
 
 
 def for_export(model: nn.Module) -> nn.Module:
@@ -37,6 +50,7 @@ def tf_function(model: nn.Module, variables: dict, image_size: int) -> tf.types.
 def to_tflite(model: nn.Module, variables: dict, image_size: int, quantize: str = 'none',
               representative_images: Iterable[np.ndarray] | None = None) -> bytes:
   """TFLite flatbuffer; int8 needs representative images (a few hundred from training data)."""
+  check_quantization(model, quantize)
   module = tf.Module()
   module.predict = tf_function(model, variables, image_size)
   converter = tf.lite.TFLiteConverter.from_concrete_functions([module.predict], module)

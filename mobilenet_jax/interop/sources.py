@@ -43,7 +43,10 @@ SOURCES = {
         input_fields={family: {} for family in ('v2', 'v3_large', 'v3_small')}),
     'keras': Source(
         builders=_KERAS_BUILDERS,
-        model_fields={family: {'padding': 'same', 'bn_epsilon': 1e-3} for family in _KERAS_BUILDERS},
+        # Keras's V3 keeps its 16-channel stem at every width (V1's and V2's scale).
+        model_fields={family: {'padding': 'same', 'bn_epsilon': 1e-3,
+                               **({'scale_stem': False} if family.startswith('v3') else {})}
+                      for family in _KERAS_BUILDERS},
         input_fields={family: {'mean': (127.5, 127.5, 127.5), 'std': (127.5, 127.5, 127.5)}
                       for family in _KERAS_BUILDERS}),
     'timm': Source(

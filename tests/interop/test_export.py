@@ -1,5 +1,6 @@
 """Export of a tiny model to every format and quantization, checked against the JAX model."""
 
+import dataclasses
 import os
 
 import jax
@@ -79,3 +80,38 @@ def test_export_command_verifies_its_output(trained_workdir, fmt, quantize):
 def test_bad_export_arguments_fail_before_any_work(trained_workdir, fmt, quantize, message):
   with pytest.raises(ConfigError, match=message):
     exporting.export_run(trained_workdir, fmt, quantize, 'raw', None, 0, 16)
+
+
+# The MobileNetV4 blocks in one tiny table: FusedIB, ExtraDW, Mobile MQA with keys and values
+# down-sampled and without, layer scale, the V4 head.
+TINY_V4_TABLE = (
+    ('conv',  3,      None,       8,  False, 'relu', 2, 1),
+    ('fused', 3,      2,          16, False, 'relu', 1, 1),
+    ('uib',   (3, 5), 2,          16, False, 'relu', 1, 1),
+    ('mqa',   3,      (2, 8, 2),  16, False, None,   1, 1),
+    ('uib',   (3, 0), 2,          24, False, 'relu', 2, 1),
+    ('mqa',   3,      (2, 8, 1),  24, False, None,   1, 1),
+    ('conv',  1,      None,       32, False, 'relu', 1, 1),
+)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('quantize, tolerance', [('none', 1e-4), ('int8', 0.2)])
+def test_hybrid_v4_blocks_export_to_tflite(quantize, tolerance):
+  config = tiny_config(**{'model.blocks': TINY_V4_TABLE, 'model.expansion_unit': 'ratio',
+                          'model.head_width': 128, 'model.head_batch_norm': True,
+                          'model.layer_scale_init': 0.5, 'model.num_classes': 16})
+  model = registry.create_model(config.model)
+  variables = model.init(jax.random.key(0), jnp.zeros((1, SIZE, SIZE, 3)))
+  images = np.random.default_rng(0).standard_normal((64, SIZE, SIZE, 3)).astype(np.float32)
+  want = export.jax_predictor(model, variables)(images[:8])
+  got = export.tflite_predictor(export.to_tflite(model, variables, SIZE, quantize, images))(
+      images[:8])
+  assert np.abs(got - want).max() <= tolerance * max(np.abs(want).max(), 1.0)
+
+
+def test_int8_of_a_gelu_model_is_refused_with_one_line(tiny):
+  model, variables, images, _ = tiny
+  gelu = model.clone(architecture=dataclasses.replace(model.architecture, head_activation='gelu'))
+  with pytest.raises(ConfigError, match='quantize=int8 is not allowed for a model with GELU'):
+    export.to_tflite(gelu, variables, SIZE, 'int8', images)

@@ -67,15 +67,14 @@ def _logits_agree(family, path, reference, width=1.0):
   np.testing.assert_allclose(got, want, atol=1e-4, rtol=0)
 
 
-# Conv-S (the plain-conv rows, IB, ExtraDW, ConvNeXt-like) and Hybrid-M (FusedIB, FFN, MQA with
-# and without down-sampled keys, layer scale) in the default run; the rest are slow.
+# Conv-S (the plain-conv rows, IB, ExtraDW, ConvNeXt-like), Hybrid-M (FusedIB, FFN, MQA with
+# and without down-sampled keys, layer scale) and V1 in the default run; the rest are slow.
 @pytest.mark.parametrize('family, width', [
-    ('v4_conv_small', 1.0), ('v4_hybrid_medium', 1.0),
+    ('v4_conv_small', 1.0), ('v4_hybrid_medium', 1.0), ('v1', 1.0),
     pytest.param('v4_conv_small', 0.5, marks=pytest.mark.slow),
     pytest.param('v4_conv_medium', 1.0, marks=pytest.mark.slow),
     pytest.param('v4_conv_large', 1.0, marks=pytest.mark.slow),
     pytest.param('v4_hybrid_large', 1.0, marks=pytest.mark.slow),  # GELU, 8 heads
-    pytest.param('v1', 1.0, marks=pytest.mark.slow),
     pytest.param('v2', 1.0, marks=pytest.mark.slow),
     pytest.param('v3_large', 1.0, marks=pytest.mark.slow),
     pytest.param('v3_small', 1.0, marks=pytest.mark.slow)])

@@ -36,8 +36,9 @@ def test_every_shipped_config_has_the_right_output_shape(module, arg):
   assert set(variables) == {'params', 'batch_stats'}
 
 
-# V2's and V3's logits are also compared with torchvision's in the default run; these two are slow.
-@pytest.mark.parametrize('module', [v1, pytest.param(v2, marks=pytest.mark.slow),
+# Every family's logits are also compared with timm's or torchvision's in the default run.
+@pytest.mark.parametrize('module', [pytest.param(v1, marks=pytest.mark.slow),
+                                    pytest.param(v2, marks=pytest.mark.slow),
                                     pytest.param(v3_large, marks=pytest.mark.slow)],
                          ids=lambda m: getattr(m, '__name__', m))
 def test_each_family_computes_finite_logits(module):
