@@ -43,7 +43,7 @@ EXPANDING_BLOCKS = ('ir', 'uib', 'fused')   # the blocks whose rows give an expa
 EXPANSION_UNITS = ('ratio', 'channels')
 # The activation names a table may use; `layers.ACTIVATIONS` holds their functions. Kept here so
 # that tables resolve in plain Python, without importing JAX.
-ACTIVATIONS = ('relu', 'relu6', 'hard_swish', 'hard_sigmoid', 'gelu')
+ACTIVATIONS = ('relu', 'relu6', 'hard_swish', 'hard_sigmoid', 'gelu', 'gelu_tanh')
 
 
 def make_divisible(value: float, divisor: int = 8, min_value: int | None = None) -> int:

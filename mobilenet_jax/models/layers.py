@@ -24,6 +24,7 @@ ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     # The exact GELU (erf), as PyTorch's nn.GELU that timm's Hybrid-L weights were trained with;
     # JAX's default is the tanh approximation.
     'gelu': functools.partial(jax.nn.gelu, approximate=False),
+    'gelu_tanh': functools.partial(jax.nn.gelu, approximate=True),  # timm's 'gelu_tanh'
 }
 
 # Initialisers of the reference implementations (torchvision): He-normal over fan-out for

@@ -35,7 +35,6 @@ def export_run(workdir: str, fmt: str, quantize: str, weights: str, output: str 
                              'only none')
   run = train.restore_latest_run(workdir)
   config, model, builder, spec = run.config, run.setup.model, run.setup.builder, run.setup.spec
-  export.check_quantization(model, quantize)
   state = jax.tree.map(np.asarray, run.state)
   step = int(state.step)
   variables = {'params': state.params if weights == 'raw' else state.ema_params,

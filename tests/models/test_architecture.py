@@ -104,7 +104,7 @@ def _bad(field, value):
     ('width_multiplier', 0.0, 'model.width_multiplier=0.0'),
     ('width_multiplier', -0.5, 'model.width_multiplier=-0.5'),
     ('row.activation', 'swish', "model.blocks[2].activation='swish' is not allowed; choose one of:"
-                                " 'relu', 'relu6', 'hard_swish', 'hard_sigmoid', 'gelu'"),
+                                " 'relu', 'relu6', 'hard_swish', 'hard_sigmoid', 'gelu', 'gelu_tanh'"),
     ('row.block', 'resnet', "model.blocks[2].block='resnet' is not allowed; choose one of: "
                             "'conv', 'ds', 'ir', 'uib', 'fused', 'mqa'"),
     ('row.kernel', 4, 'model.blocks[2].kernel=4'),
