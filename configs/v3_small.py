@@ -12,6 +12,13 @@ Recipe: the V3 paper's (`common.v3_paper_recipe`). Not run here (no ImageNet).
   python -m experiments.train --config=configs/v3_small.py:fashion_mnist --workdir=runs/v3s
 
 Variants: `minimalistic` (3x3, ReLU, no SE), `small_image` (28-32 px inputs), `fashion_mnist`.
+
+`:modern`: a modern ImageNet recipe (`common.modern`: AdamW, cosine over 500 epochs,
+RandAugment, EMA); the V4 paper retrained V1, V2 and V3-Large with such recipes, not
+V3-Small. Not run here:
+  python -m experiments.train --config=configs/v3_small.py:modern --workdir=DIR --config.data_dir=...
+`:fashion_mnist_long`: 100 Fashion-MNIST epochs with RandAugment and random erasing
+(`common.fashion_mnist_long`); not run here for V3-Small.
 """
 
 from configs import common
@@ -37,5 +44,6 @@ def get_config(arg: str | None = None):
   config.model.head_activation = 'hard_swish'
   common.v3_paper_recipe(config)
   return common.apply_variants(config, 'v3_small', arg,
-                               ('minimalistic', 'small_image', 'fashion_mnist'))
+                               ('minimalistic', 'small_image', 'fashion_mnist',
+                                'fashion_mnist_long', 'modern'))
 

@@ -4,7 +4,8 @@ r"""MobileNetV4-Conv-M on ImageNet: Qin et al. 2024 (arXiv 2404.10518), Table 12
 
 Recipe (Tab. 10): AdamW (beta1 0.9, epsilon 1e-7), learning rate 0.004 at batch 4096, 5 warmup
 epochs, cosine to 0 over 500 epochs, weight decay 0.1, dropout 0.2, stochastic depth 0.075,
-trained at 256 px. Not run here (no ImageNet):
+RandAugment 2 ops at magnitude 15 with probability 0.7, trained at 256 px. Not run here (no
+ImageNet):
   python -m experiments.train --config=configs/v4_conv_medium.py --workdir=DIR --config.data_dir=...
 
 timm's weights: `--config.init_from=timm:PATH`. Variants: `small_image`, `fashion_mnist` (not run
@@ -45,5 +46,6 @@ def get_config(arg: str | None = None):
   config.input.image_size = 256
   common.v4_paper_recipe(config, batch_size=4096, learning_rate=0.004, num_epochs=500,
                          warmup_epochs=5, weight_decay=0.1, adam_b1=0.9, epsilon=1e-7,
-                         dropout_rate=0.2, drop_path_rate=0.075)
-  return common.apply_variants(config, 'v4_conv_medium', arg, ('small_image', 'fashion_mnist'))
+                         dropout_rate=0.2, drop_path_rate=0.075, randaugment=(0.7, 2, 15.0))
+  return common.apply_variants(config, 'v4_conv_medium', arg,
+                               ('small_image', 'fashion_mnist', 'fashion_mnist_long'))

@@ -5,8 +5,9 @@ r"""MobileNetV4-Conv-S on ImageNet: Qin et al. 2024 (arXiv 2404.10518), Table 11
 The paper calls the two conv pairs after the stem FusedIB; both codebases build them as plain
 conv-BN-ReLU rows (ReLU after the 1x1 too, no residual), as here. Recipe (Tab. 10, with
 `common.v4_paper_recipe`): AdamW (beta1 0.6, epsilon 1e-6), learning rate 0.002 at batch 4096,
-5 warmup epochs, cosine to 0 over 9600 epochs, weight decay 0.01, dropout 0.3, EMA 0.9999; TF's
-batch norm for this model: momentum 0.95, epsilon 1e-6. Not run here (no ImageNet):
+5 warmup epochs, cosine to 0 over 9600 epochs, weight decay 0.01, dropout 0.3, EMA 0.9999,
+RandAugment 2 ops at magnitude 9 with probability 0.5; TF's batch norm for this model: momentum
+0.95, epsilon 1e-6. Not run here (no ImageNet):
   python -m experiments.train --config=configs/v4_conv_small.py --workdir=DIR --config.data_dir=...
 
 timm's weights: `--config.init_from=timm:PATH` (a `mobilenetv4_conv_small*` state_dict).
@@ -42,5 +43,7 @@ def get_config(arg: str | None = None):
   config.model.bn_epsilon = 1e-6
   common.v4_paper_recipe(config, batch_size=4096, learning_rate=0.002, num_epochs=9600,
                          warmup_epochs=5, weight_decay=0.01, adam_b1=0.6, epsilon=1e-6,
-                         dropout_rate=0.3, drop_path_rate=0.0, ema_decay=0.9999)
-  return common.apply_variants(config, 'v4_conv_small', arg, ('small_image', 'fashion_mnist'))
+                         dropout_rate=0.3, drop_path_rate=0.0, randaugment=(0.5, 2, 9.0),
+                         ema_decay=0.9999)
+  return common.apply_variants(config, 'v4_conv_small', arg,
+                               ('small_image', 'fashion_mnist', 'fashion_mnist_long'))

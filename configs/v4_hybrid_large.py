@@ -7,7 +7,8 @@ query heads, one key and value head of width 48 down-sampled at stride 2 in the 
 width 64 at stride 1 in the 12x12 stage. Layer scale (init 1e-5) on every UIB and MQA branch.
 Recipe (Tab. 10): AdamW (beta1 0.9, epsilon 1e-7), learning rate 0.01 at batch 16384, 20 warmup
 epochs, cosine to 0.001 of the peak over 500 epochs, weight decay 0.2, dropout 0.2, stochastic
-depth 0.35, trained at 384 px. Not run here (no ImageNet):
+depth 0.35, RandAugment 2 ops at magnitude 15 (probability 1), Mixup 0.8 / CutMix 1.0 on 30%
+of the batches, trained at 384 px. Not run here (no ImageNet):
   python -m experiments.train --config=configs/v4_hybrid_large.py --workdir=DIR --config.data_dir=...
 
 timm's weights: `--config.init_from=timm:PATH`. Variants: `small_image`, `fashion_mnist` (not run
@@ -60,5 +61,7 @@ def get_config(arg: str | None = None):
   config.input.image_size = 384
   common.v4_paper_recipe(config, batch_size=16384, learning_rate=0.01, num_epochs=500,
                          warmup_epochs=20, weight_decay=0.2, adam_b1=0.9, epsilon=1e-7,
-                         dropout_rate=0.2, drop_path_rate=0.35, cosine_end=0.001)
-  return common.apply_variants(config, 'v4_hybrid_large', arg, ('small_image', 'fashion_mnist'))
+                         dropout_rate=0.2, drop_path_rate=0.35, randaugment=(1.0, 2, 15.0),
+                         mix_prob=0.3, cosine_end=0.001)
+  return common.apply_variants(config, 'v4_hybrid_large', arg,
+                               ('small_image', 'fashion_mnist', 'fashion_mnist_long'))

@@ -9,7 +9,8 @@ Mobile MQA rows: 4 query heads, one key and value head of width 64; in the 16x16
 values are first down-sampled by a stride-2 3x3 depthwise conv + BN. Layer scale (init 1e-5) on
 every UIB and MQA branch. Recipe (Tab. 10): AdamW (beta1 0.9, epsilon 1e-7), learning rate 0.016
 at batch 16384, 20 warmup epochs, cosine to 0 over 500 epochs, weight decay 0.1, dropout 0.2,
-stochastic depth 0.075, trained at 256 px. Not run here (no ImageNet):
+stochastic depth 0.075, RandAugment 2 ops at magnitude 15 with probability 0.7, trained at
+256 px. Not run here (no ImageNet):
   python -m experiments.train --config=configs/v4_hybrid_medium.py --workdir=DIR --config.data_dir=...
 
 timm's weights: `--config.init_from=timm:PATH`. Variants: `small_image`, `fashion_mnist` (not run
@@ -63,5 +64,6 @@ def get_config(arg: str | None = None):
   config.input.image_size = 256
   common.v4_paper_recipe(config, batch_size=16384, learning_rate=0.016, num_epochs=500,
                          warmup_epochs=20, weight_decay=0.1, adam_b1=0.9, epsilon=1e-7,
-                         dropout_rate=0.2, drop_path_rate=0.075)
-  return common.apply_variants(config, 'v4_hybrid_medium', arg, ('small_image', 'fashion_mnist'))
+                         dropout_rate=0.2, drop_path_rate=0.075, randaugment=(0.7, 2, 15.0))
+  return common.apply_variants(config, 'v4_hybrid_medium', arg,
+                               ('small_image', 'fashion_mnist', 'fashion_mnist_long'))

@@ -5,8 +5,9 @@ r"""Train-step or inference speed of a MobileNet, optionally against the same on
       --config.input.image_size=32 --compare_torch --json
 
 The JAX side runs the training loop's own jit-compiled step (optimizer, EMA, donated state) on
-synthetic data; inference is the eval-mode forward pass. With --compare_torch, torchvision's model
-of the same architecture (channels-last, as many threads as XLA uses) runs in the same process, in
+synthetic data; inference is the eval-mode forward pass. With --compare_torch, the PyTorch model of the same
+architecture (torchvision's; timm's for V4; V1 built from our table; channels-last, as many threads
+as XLA uses) runs in the same process, in
 rounds alternating with ours, so both see the same machine load; `ratio_vs_torch` is our
 images/s over PyTorch's (above 1: faster).
 """

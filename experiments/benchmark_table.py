@@ -17,7 +17,8 @@ from absl import flags
 from experiments import cli
 from mobilenet_jax.errors import UserError
 
-_FAMILIES = flags.DEFINE_list('families', ['v3_large', 'v3_small', 'v2', 'v1'], 'Configs.')
+_FAMILIES = flags.DEFINE_list('families', ['v3_large', 'v3_small', 'v2', 'v1', 'v4_conv_small'],
+                                'Configs.')
 _MODES = flags.DEFINE_list('modes', ['train', 'infer'], 'Benchmark modes.')
 _SIZES = flags.DEFINE_list('sizes', ['224/32', '32/256'], 'image_size/batch pairs.')
 _PROCESSES = flags.DEFINE_integer('processes', 3, 'Processes per cell; the median is reported.')

@@ -14,6 +14,12 @@ from collections.abc import Callable
 
 from absl import app, flags, logging
 
+# Before TensorFlow (the input pipeline) loads: it logs its CPU features at import, and on CPUs
+# where oneDNN's custom ops are on, a line saying so whatever TF_CPP_MIN_LOG_LEVEL is. The
+# pipeline's ops (decode, pad, crop, resize, RandAugment) gain nothing from oneDNN.
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+os.environ.setdefault('TF_ENABLE_ONEDNN_OPTS', '0')
+
 from mobilenet_jax.errors import Preempted, UserError
 from mobilenet_jax.tools import allocator, lifetime
 

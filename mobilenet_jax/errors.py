@@ -72,6 +72,12 @@ def check_int(field: str, value: Any, *, minimum: int) -> int:
   return value
 
 
+def check_probability(field: str, value: Any) -> float:
+  if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+    raise ConfigError(f'{field}={value!r} is not allowed; it must be a probability in [0, 1]')
+  return value
+
+
 def check_range(field: str, value: Any, low: float, high: float) -> float:
   """A number in the half-open interval [low, high)."""
   if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value < high:

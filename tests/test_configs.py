@@ -100,3 +100,34 @@ def test_summary_all_prints_the_paper_grid():
   by_point = {(r['config'], r['width_multiplier']): r for r in records}
   assert round(by_point[('v2', 1.3)]['madds'] / 1e6) == 509
   assert by_point[('v4_hybrid_large', 1.0)]['image_size'] == 384
+
+
+# The V4 paper's Tab. 10: RandAugment (probability, layers, magnitude) and Mixup/CutMix share.
+@pytest.mark.parametrize('module, randaugment, mix_prob', [
+    (v4_conv_small, (0.5, 2, 9.0), 0.0), (v4_conv_medium, (0.7, 2, 15.0), 0.0),
+    (v4_hybrid_medium, (0.7, 2, 15.0), 0.0), (v4_conv_large, (1.0, 2, 15.0), 0.3),
+    (v4_hybrid_large, (1.0, 2, 15.0), 0.3)], ids=lambda m: getattr(m, '__name__', ''))
+def test_v4_recipes_augment_as_the_paper_and_fashion_mnist_does_not(module, randaugment,
+                                                                    mix_prob):
+  fields = module.get_config().input
+  assert (fields.randaugment_prob, fields.randaugment_layers,
+          fields.randaugment_magnitude) == randaugment
+  assert (fields.mix_prob if fields.mixup_alpha else 0.0) == mix_prob
+  if mix_prob:
+    assert (fields.mixup_alpha, fields.cutmix_alpha, fields.mix_switch_prob) == (0.8, 1.0, 0.5)
+  short = module.get_config('fashion_mnist').input
+  assert short.randaugment_layers == 0 and short.mixup_alpha == short.cutmix_alpha == 0
+  long = module.get_config('fashion_mnist_long')
+  assert long.num_epochs == 100 and long.input.randaugment_layers == 2
+  assert long.input.random_erasing_prob > 0 and long.input.mixup_alpha == 0
+
+
+@pytest.mark.parametrize('module', ALL_CONFIGS[:4], ids=lambda m: m.__name__.split('.')[-1])
+@pytest.mark.parametrize('variant', [None, 'modern', 'fashion_mnist', 'fashion_mnist_long'])
+def test_every_recipe_passes_the_checks_of_a_run(module, variant):
+  from mobilenet_jax.train import setup  # pylint: disable=g-import-not-at-top
+  config = module.get_config(variant)
+  setup.build_model(config)  # every field a run reads, checked; raises ConfigError
+  if variant == 'modern':
+    assert config.optimizer == 'adamw' and config.schedule == 'cosine'
+    assert config.input.randaugment_layers == 2 and config.num_epochs == 500

@@ -51,6 +51,13 @@ def tiny_config(dataset: str = 'cifar10', **fields):
   return config
 
 
+# Every augmentation on, at strengths that change every batch.
+AUGMENTED = {'input.randaugment_layers': 2, 'input.randaugment_magnitude': 9.0,
+             'input.randaugment_prob': 0.7, 'input.random_erasing_prob': 0.5,
+             'input.mixup_alpha': 0.8, 'input.cutmix_alpha': 1.0, 'input.mix_prob': 0.8,
+             'input.mix_switch_prob': 0.5}
+
+
 def mock_data(num_examples: int = 24):
   return tfds.testing.mock_data(num_examples=num_examples,
                                 policy=tfds.testing.MockPolicy.USE_CODE)

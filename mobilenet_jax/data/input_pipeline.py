@@ -2,7 +2,8 @@
 
 An epoch's order and augmentation are pure functions of (seed, epoch): the files are shuffled
 with a per-epoch seed, examples are shuffled with it, and each example draws its augmentation
-from (seed, epoch, position). Each process takes every process_count-th example of that one
+(crop, flip, RandAugment, random erasing) from (seed, epoch, position); Mixup and CutMix happen
+on the device, from (seed, step). Each process takes every process_count-th example of that one
 order, so a global batch holds the same images on one host or several. Resuming at step s
 rebuilds epoch s // steps_per_epoch and skips the batches already seen before any decoding, so a
 resumed run sees the same images.
@@ -21,7 +22,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from mobilenet_jax.data import preprocessing
+from mobilenet_jax.data import augment, preprocessing
 
 
 # Batches before an epoch's end at which the next epoch starts filling its shuffle buffer.
@@ -78,11 +79,23 @@ def _train_epoch(builder, config, epoch: int, skip_batches: int, local_batch: in
       preprocessing.train_image, size=config.input.image_size, style=config.input.preprocessing,
       padding=config.input.crop_padding, flip=config.input.random_flip)
 
+  fields = config.input
+
   def prepare(index, example):
     example_seed = tf.stack([tf.constant(seed, tf.int64), index])
     image = image_fn(example['image'], example_seed)
-    return {'image': preprocessing.normalize(image, config.input.mean, config.input.std),
-            'label': example['label']}
+    # Streams of their own, so that runs without these augmentations keep their crops and flips.
+    if fields.randaugment_layers:
+      image = augment.rand_augment(
+          image, tf.random.experimental.stateless_fold_in(example_seed, 1),
+          layers=fields.randaugment_layers, magnitude=fields.randaugment_magnitude,
+          prob=fields.randaugment_prob, fill=fields.mean)
+    image = preprocessing.normalize(image, fields.mean, fields.std)
+    if fields.random_erasing_prob:
+      image = augment.random_erasing(
+          image, tf.random.experimental.stateless_fold_in(example_seed, 2),
+          prob=fields.random_erasing_prob, area=fields.random_erasing_area)
+    return {'image': image, 'label': example['label']}
 
   ds = ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
   return ds.batch(local_batch, drop_remainder=True)

@@ -1,5 +1,5 @@
-"""The PyTorch MobileNets we measure ourselves against: torchvision's, timm's, and V1 from our
-table.
+"""The PyTorch MobileNets we measure ourselves against: torchvision's (V2, V3), timm's (V4, which
+only timm has), and V1 from our table.
 
 torch, torchvision and timm are optional (benchmark and interop tests only): see
 requirements-reference.txt.
@@ -15,6 +15,10 @@ from mobilenet_jax.models import architecture
 
 # Our config families and the torchvision builders of the same architectures.
 TORCHVISION_BUILDERS = SOURCES['torchvision'].builders
+# Families whose only PyTorch implementation is timm's (V1 has timm's too, but the speed grid
+# has always measured V1 against the model built from our table, below).
+TIMM_ONLY = tuple(family for family in SOURCES['timm'].builders
+                  if family not in TORCHVISION_BUILDERS and family != 'v1')
 
 
 def import_torchvision_models() -> types.ModuleType:
@@ -32,18 +36,22 @@ def import_torchvision_models() -> types.ModuleType:
   return torchvision.models
 
 
-def create_timm_model(family: str, width: float = 1.0, num_classes: int = 1000):
-  """timm's model of our family (random weights), at `width` where timm builds that width."""
+def create_timm_model(family: str, width: float = 1.0, num_classes: int = 1000, **kwargs):
+  """timm's model of our family (random weights), at `width` where timm builds that width;
+  `kwargs` go to `timm.create_model` (drop_rate, drop_path_rate)."""
   import_torchvision_models()  # timm imports torchvision
   import timm  # pylint: disable=g-import-not-at-top
   name = SOURCES['timm'].builders[family]
   if width != 1.0:
     name = name.rsplit('_100', 1)[0] + f'_{round(width * 100):03d}'
-  return timm.create_model(name, pretrained=False, num_classes=num_classes)
+  if not timm.is_model(name):
+    raise ConfigError(f'model.width_multiplier={width}: timm builds no {name}')
+  return timm.create_model(name, pretrained=False, num_classes=num_classes, **kwargs)
 
 
 def create_model(config: Any, params: int):
-  """The PyTorch model with the architecture of `config.model` (torchvision's where it has one).
+  """The PyTorch model with the architecture of `config.model`: torchvision's where it has one,
+  timm's for the families only timm has, else built from our table (V1).
 
   `params` is our model's parameter count. Raises ConfigError when the two architectures differ
   (a table variant torchvision does not have): the counts must be equal.
@@ -55,6 +63,10 @@ def create_model(config: Any, params: int):
     model = build(num_classes=model_config.num_classes,
                   width_mult=model_config.width_multiplier,
                   dropout=model_config.dropout_rate)
+  elif config.family in TIMM_ONLY:
+    model = create_timm_model(config.family, model_config.width_multiplier,
+                              model_config.num_classes, drop_rate=model_config.dropout_rate,
+                              drop_path_rate=model_config.drop_path_rate)
   else:
     model = _separable_model(architecture.resolve(model_config), model_config, torch.nn)
   theirs = sum(p.numel() for p in model.parameters())

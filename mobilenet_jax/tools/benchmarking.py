@@ -1,9 +1,9 @@
 """Timing train steps and inference of our models, and of the same models in PyTorch.
 
 The JAX side runs the training loop's own jit-compiled step (optimizer, EMA, donated state) on
-synthetic data; inference is the eval-mode forward pass. PyTorch (optional) runs torchvision's
-model of the same architecture, channels-last, with as many threads, in rounds alternating with
-ours so that both see the same machine load.
+synthetic data; inference is the eval-mode forward pass. PyTorch (optional) runs the same
+architecture (`torch_reference.create_model`: torchvision's, timm's for V4), channels-last, with
+as many threads, in rounds alternating with ours so that both see the same machine load.
 """
 
 import os

@@ -9,6 +9,7 @@ import dataclasses
 import functools
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
@@ -89,9 +90,12 @@ def initial_state(compiled: parallel.ParallelSteps, run: setup.Setup) -> steps.T
     return state
   variables = pretrained.with_classifier(run.weights, {'params': state.params,
                                                        'batch_stats': state.batch_stats})
-  variables = jax.device_put(variables, compiled.replicated)
+  # Buffers of their own for each field: the train step donates the state, and two fields
+  # sharing a buffer (or one aliasing the host arrays the weights were read into) would be
+  # freed twice.
+  variables = jax.tree.map(jnp.copy, jax.device_put(variables, compiled.replicated))
   return state.replace(params=variables['params'], batch_stats=variables['batch_stats'],
-                       ema_params=variables['params'])
+                       ema_params=jax.tree.map(jnp.copy, variables['params']))
 
 
 def _restore_or_initialise(manager, compiled: parallel.ParallelSteps, run: setup.Setup,

@@ -39,7 +39,29 @@ def decay_mask(params) -> Any:
       lambda path, _: bool(path) and getattr(path[-1], 'key', None) == 'kernel', params)
 
 
+def parameter_group(params) -> Any:
+  """'classifier' for the final dense layer's parameters, 'body' for every other."""
+  return jax.tree_util.tree_map_with_path(
+      lambda path, _: 'classifier' if getattr(path[0], 'key', None) == 'classifier' else 'body',
+      params)
+
+
 def create_optimizer(config: Any, schedule: optax.Schedule) -> optax.GradientTransformation:
+  """The config's optimizer; with `body_learning_rate_scale` below 1 (fine-tuning), the body's
+  learning rate is that share of the schedule and the classifier's is the schedule itself."""
+  scale = config.body_learning_rate_scale
+  if scale == 1:
+    optimizer = _optimizer(config, schedule)
+  else:
+    optimizer = optax.multi_transform(
+        {'classifier': _optimizer(config, schedule),
+         'body': _optimizer(config, lambda step: scale * schedule(step))}, parameter_group)
+  if config.grad_clip_norm > 0:
+    optimizer = optax.chain(optax.clip_by_global_norm(config.grad_clip_norm), optimizer)
+  return optimizer
+
+
+def _optimizer(config: Any, schedule: optax.Schedule) -> optax.GradientTransformation:
   if config.optimizer == 'adamw':  # decoupled weight decay, inside the optimizer
     optimizer = optax.adamw(schedule, b1=config.adam_b1, b2=config.adam_b2,
                             eps=config.epsilon, weight_decay=config.weight_decay,
@@ -55,8 +77,6 @@ def create_optimizer(config: Any, schedule: optax.Schedule) -> optax.GradientTra
       optimizer = optax.sgd(schedule, momentum=config.momentum, nesterov=True)
     optimizer = optax.chain(optax.add_decayed_weights(config.weight_decay, mask=decay_mask),
                             optimizer)
-  if config.grad_clip_norm > 0:
-    optimizer = optax.chain(optax.clip_by_global_norm(config.grad_clip_norm), optimizer)
   return optimizer
 
 
@@ -76,3 +96,7 @@ def validate(config: Any) -> None:
   errors.check_range('rmsprop_decay', config.rmsprop_decay, 0, 1)
   errors.check_range('label_smoothing', config.label_smoothing, 0, 1)
   errors.check_range('ema_decay', config.ema_decay, 0, 1)
+  scale = config.body_learning_rate_scale
+  if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not 0 <= scale <= 1:
+    raise errors.ConfigError(f'body_learning_rate_scale={scale!r} is not allowed; it must be a '
+                             'number in [0, 1] (the body\'s share of the learning rate)')

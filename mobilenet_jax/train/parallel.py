@@ -19,7 +19,7 @@ import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from mobilenet_jax.errors import ConfigError
-from mobilenet_jax.train import optim, steps
+from mobilenet_jax.train import mixing, optim, steps
 
 HOST_VARIABLES = ('JAX_COORDINATOR_ADDRESS', 'JAX_NUM_PROCESSES', 'JAX_PROCESS_ID')
 
@@ -98,7 +98,7 @@ def compile_steps(model: nn.Module, config: ml_collections.ConfigDict, steps_per
   train_step = functools.partial(
       steps.train_step, schedule=schedule, num_classes=model.num_classes,
       label_smoothing=config.label_smoothing, ema_decay=config.ema_decay,
-      dropout_seed=config.seed + 1)
+      dropout_seed=config.seed + 1, mixing=mixing.Mixing.from_config(config.input))
   return ParallelSteps(
       mesh=mesh, schedule=schedule, abstract_state=abstract_state,
       init=jax.jit(init, out_shardings=state_sharding),

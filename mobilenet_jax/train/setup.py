@@ -24,6 +24,9 @@ PREPROCESSING = ('imagenet', 'small')
 # Four times the largest resolution the MobileNet papers train at (384 px for V4's largest):
 # beyond it a typo (100000) would only surface as an out-of-memory error after compiling.
 MAX_IMAGE_SIZE = 1536
+# RandAugment's magnitude: 10 is the paper's strongest tuned setting, the V4 recipes use 15; at
+# 30 rotations reach 90 degrees and translations move the image out of the frame.
+MAX_RANDAUGMENT_MAGNITUDE = 30
 PERIODS = ('log_every_steps', 'eval_every_steps', 'checkpoint_every_steps', 'keep_checkpoints')
 
 
@@ -81,6 +84,23 @@ def _check_input(fields: ml_collections.ConfigDict) -> None:
                                'one per RGB channel (of pixels in [0, 255])')
   if min(fields.std) <= 0:
     raise errors.ConfigError(f'input.std={fields.std!r} is not allowed; every value must be > 0')
+  _check_augmentations(fields)
+
+
+def _check_augmentations(fields: ml_collections.ConfigDict) -> None:
+  errors.check_int('input.randaugment_layers', fields.randaugment_layers, minimum=0)
+  errors.check_range('input.randaugment_magnitude', fields.randaugment_magnitude, 0,
+                     MAX_RANDAUGMENT_MAGNITUDE)
+  for field in ('randaugment_prob', 'random_erasing_prob', 'mix_prob', 'mix_switch_prob'):
+    errors.check_probability(f'input.{field}', fields[field])
+  area = fields.random_erasing_area
+  if (isinstance(area, str) or not hasattr(area, '__len__') or len(area) != 2
+      or not all(isinstance(a, (int, float)) and not isinstance(a, bool) for a in area)
+      or not 0 < area[0] <= area[1] <= 1):
+    raise errors.ConfigError(f'input.random_erasing_area={area!r} is not allowed; it must be '
+                             '(low, high) with 0 < low <= high <= 1, shares of the image')
+  for field in ('mixup_alpha', 'cutmix_alpha'):
+    errors.check_positive(f'input.{field}', fields[field], allow_zero=True)
 
 
 def num_steps(config: ml_collections.ConfigDict, steps_per_epoch: int) -> int:

@@ -12,6 +12,11 @@ import jax.numpy as jnp
 import optax
 from flax.training import train_state
 
+from mobilenet_jax.train.mixing import Mixing, mix
+
+# Folded into the step's dropout key for the Mixup/CutMix key: a stream of its own.
+_MIX_STREAM = 0x6D6978
+
 
 class TrainState(train_state.TrainState):
   batch_stats: Any
@@ -32,16 +37,21 @@ def ema_decay_at(step: jax.Array, decay: float) -> jax.Array:
 
 
 def train_step(state: TrainState, batch: dict, *, schedule: optax.Schedule, num_classes: int,
-               label_smoothing: float, ema_decay: float,
-               dropout_seed: int) -> tuple[TrainState, dict]:
-  """One optimizer step on `batch`; `ema_decay` 0 makes the EMA weights the weights."""
+               label_smoothing: float, ema_decay: float, dropout_seed: int,
+               mixing: Mixing = Mixing()) -> tuple[TrainState, dict]:
+  """One optimizer step on `batch`; `ema_decay` 0 makes the EMA weights the weights. Mixup and
+  CutMix (`mixing`) mix the smoothed targets; the reported accuracy is against the batch's own
+  labels."""
   dropout_key = jax.random.fold_in(jax.random.key(dropout_seed), state.step)
+  images = batch['image']
+  targets = optax.smooth_labels(jax.nn.one_hot(batch['label'], num_classes), label_smoothing)
+  if mixing.enabled:
+    images, targets = mix(jax.random.fold_in(dropout_key, _MIX_STREAM), images, targets, mixing)
 
   def loss_fn(params):
     logits, updates = state.apply_fn(
-        {'params': params, 'batch_stats': state.batch_stats}, batch['image'], train=True,
+        {'params': params, 'batch_stats': state.batch_stats}, images, train=True,
         mutable=['batch_stats'], rngs={'dropout': dropout_key})
-    targets = optax.smooth_labels(jax.nn.one_hot(batch['label'], num_classes), label_smoothing)
     loss = optax.softmax_cross_entropy(logits, targets).mean()
     return loss, (logits, updates['batch_stats'])
 

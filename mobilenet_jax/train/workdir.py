@@ -35,6 +35,20 @@ SWEEP_RUN_FILE = 'sweep_run.json'
 FAILURE_FILE = 'failure.json'
 LOG_FILE = 'log.txt'
 
+# Fields the configs gained after runs had been written without them, with the value that means
+# what those runs did: an older run's config.json is read with them filled in, so that it can be
+# evaluated, exported and resumed by the code of today.
+ADDED_FIELDS = {
+    'cosine_end': 0.0, 'body_learning_rate_scale': 1.0,
+    'model.scale_stem': True, 'model.head_batch_norm': False, 'model.layer_scale_init': 0.0,
+    'model.drop_path_rate': 0.0,
+    'input.crop_fraction': 0.875, 'input.interpolation': 'bicubic',
+    'input.randaugment_layers': 0, 'input.randaugment_magnitude': 9.0,
+    'input.randaugment_prob': 0.5, 'input.random_erasing_prob': 0.0,
+    'input.random_erasing_area': (0.02, 1 / 3), 'input.mixup_alpha': 0.0,
+    'input.cutmix_alpha': 0.0, 'input.mix_prob': 1.0, 'input.mix_switch_prob': 0.5,
+}
+
 
 def read_json(path: str) -> Any:
   """A JSON file a run writes (results, config, sweep records); {} when it is not there yet."""
@@ -72,7 +86,17 @@ def read_config(workdir: str) -> ml_collections.ConfigDict:
   path = os.path.join(workdir, CONFIG_FILE)
   if not os.path.exists(path):
     raise MissingRun(f'--workdir={workdir} holds no run ({path} is missing)')
-  return ml_collections.ConfigDict(read_json(path))
+  return ml_collections.ConfigDict(_with_added_fields(read_json(path)))
+
+
+def _with_added_fields(saved: dict) -> dict:
+  for dotted, value in ADDED_FIELDS.items():
+    *parents, name = dotted.split('.')
+    section = saved
+    for parent in parents:
+      section = section.setdefault(parent, {})
+    section.setdefault(name, value)
+  return saved
 
 
 def check_config(workdir: str, config: ml_collections.ConfigDict) -> bool:
@@ -104,7 +128,7 @@ def changed_fields(workdir: str, config: ml_collections.ConfigDict) -> list[str]
       else:
         out[prefix + key] = value
     return out
-  saved = flat(read_json(os.path.join(workdir, CONFIG_FILE)))
+  saved = flat(_plain(_with_added_fields(read_json(os.path.join(workdir, CONFIG_FILE)))))
   now = flat(_plain(config.to_dict()))
   return sorted(k for k in now.keys() | saved.keys() if now.get(k) != saved.get(k))
 

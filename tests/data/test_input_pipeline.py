@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from mobilenet_jax.data import datasets, input_pipeline
-from tests.train_fixtures import mock_data, tiny_config
+from tests.train_fixtures import AUGMENTED, mock_data, tiny_config
 
 
 def _batches(config, start_step, count):
@@ -34,6 +34,20 @@ def test_train_batches_resume_at_any_step_and_repeat_with_the_seed(dataset):
   assert not np.array_equal(from_start[0]['image'], from_start[5]['image'])
   _, other_seed = _batches(tiny_config(dataset, seed=1), 0, 1)
   assert not np.array_equal(first['image'], other_seed[0]['image'])
+
+
+def test_augmented_batches_are_a_function_of_seed_epoch_and_example():
+  config = tiny_config(**{**AUGMENTED, 'input.random_erasing_prob': 1.0})
+  _, from_start = _batches(config, 0, 7)
+  _, resumed = _batches(config, 4, 3)  # the last batch of epoch 0, two of epoch 1
+  for a, b in zip(from_start[4:], resumed):
+    np.testing.assert_array_equal(a['image'], b['image'])
+  _, plain = _batches(tiny_config(), 0, 7)
+  for augmented, crop_and_flip in zip(from_start, plain):
+    assert augmented['image'].shape == crop_and_flip['image'].shape
+    np.testing.assert_array_equal(augmented['label'], crop_and_flip['label'])  # same order
+    assert not np.array_equal(augmented['image'], crop_and_flip['image'])
+    assert np.isfinite(augmented['image']).all() and np.abs(augmented['image']).max() < 10
 
 
 def test_eval_batches_cover_the_split_once_with_padding_masked():

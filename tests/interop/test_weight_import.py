@@ -73,7 +73,7 @@ def test_weights_of_another_architecture_are_refused():
     weight_import.assign(weight_import.torch_layers(other.state_dict()), model, SIZE)
 
 
-def test_init_from_loads_the_weights_and_resizes_the_classifier(tmp_path, capsys):
+def test_init_from_loads_the_weights_resizes_the_classifier_and_fine_tunes_it(tmp_path, capsys):
   _, reference = _models('v3_small', 1.0)
   path = str(tmp_path / 'v3s.pth')
   torch.save(reference.state_dict(), path)
@@ -82,6 +82,7 @@ def test_init_from_loads_the_weights_and_resizes_the_classifier(tmp_path, capsys
   config.input.image_size = 32
   config.init_from = f'torchvision:{path}'
   config.batch_size = 8
+  config.body_learning_rate_scale = 0.0  # fine-tuning with a frozen body: a linear probe
   pretrained.configure(config)
   model = setup.build_model(config)
   assert config.model.bn_epsilon == 1e-3 and config.model.padding == 'symmetric'
@@ -96,6 +97,13 @@ def test_init_from_loads_the_weights_and_resizes_the_classifier(tmp_path, capsys
   np.testing.assert_array_equal(state.batch_stats['conv_0']['conv_bn']['bn']['var'],
                                 reference.state_dict()['features.0.1.running_var'].numpy())
   assert state.params['classifier']['kernel'].shape == (1024, 10)
+  classifier = np.array(state.params['classifier']['kernel'])  # a copy: the state is donated
+  rng = np.random.default_rng(0)
+  batch = {'image': rng.normal(size=(8, 32, 32, 3)).astype(np.float32),
+           'label': np.arange(8) % 10}
+  state, _ = compiled.train_step(state, compiled.to_devices(batch))
+  np.testing.assert_array_equal(state.params['conv_0']['conv_bn']['conv']['kernel'], stem)
+  assert not np.array_equal(state.params['classifier']['kernel'], classifier)
 
 
 @pytest.mark.parametrize('spec, message', [('onnx:/nope', 'use one of torchvision:PATH, keras:PATH'),

@@ -17,10 +17,12 @@ from tests.train_fixtures import restored_checkpoint
 
 DRIVER = """
 import sys
-from tests.train_fixtures import mock_data, tiny_config
+from tests.train_fixtures import AUGMENTED, mock_data, tiny_config
 from mobilenet_jax import train
 from mobilenet_jax.errors import Preempted
-config = tiny_config(num_train_steps=12, checkpoint_every_steps=3, eval_every_steps=12)
+# Every augmentation on: what a kill could break (per-example seeds, the mixing key) is used.
+config = tiny_config(num_train_steps=12, checkpoint_every_steps=3, eval_every_steps=12,
+                     **AUGMENTED)
 with mock_data():
   try:
     train.train_and_evaluate(config, sys.argv[1])

@@ -132,6 +132,20 @@ def test_a_nan_loss_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint(
     ('input.std', (0.0, 0.0, 0.0), 'input.std=(0.0, 0.0, 0.0) is not allowed; every value'),
     ('input.crop_padding', -3, 'input.crop_padding=-3 is not allowed'),
     ('input.shuffle_buffer', 0, 'input.shuffle_buffer=0 is not allowed'),
+    ('input.randaugment_layers', -1, 'input.randaugment_layers=-1 is not allowed; it must be an '
+                                     'integer >= 0'),
+    ('input.randaugment_magnitude', -2.0, 'input.randaugment_magnitude=-2.0 is not allowed'),
+    ('input.randaugment_prob', 1.5, 'input.randaugment_prob=1.5 is not allowed; it must be a '
+                                    'probability in [0, 1]'),
+    ('input.random_erasing_prob', -0.1, 'input.random_erasing_prob=-0.1 is not allowed'),
+    ('input.random_erasing_area', (0.5, 0.2), 'input.random_erasing_area=(0.5, 0.2) is not '
+                                              'allowed; it must be (low, high)'),
+    ('input.mixup_alpha', -0.2, 'input.mixup_alpha=-0.2 is not allowed; it must be a number >= 0'),
+    ('input.cutmix_alpha', -1.0, 'input.cutmix_alpha=-1.0 is not allowed'),
+    ('input.mix_prob', 2.0, 'input.mix_prob=2.0 is not allowed; it must be a probability'),
+    ('input.mix_switch_prob', -0.5, 'input.mix_switch_prob=-0.5 is not allowed'),
+    ('body_learning_rate_scale', 2.0, 'body_learning_rate_scale=2.0 is not allowed; it must be a '
+                                      'number in [0, 1]'),
     ('init_from', f'torchvision:{__file__}', f"init_from='torchvision:{__file__}' is not "
                                              f'allowed; {__file__} cannot be read as torchvision'),
 ])

@@ -85,3 +85,21 @@ def test_weight_decay_touches_only_kernels(optimizer):
   updates, _ = tx.update(zero, tx.init(params), params)
   moved = jax.tree.map(lambda u: bool(jnp.any(u != 0)), updates)
   assert moved == optim.decay_mask(params)
+
+
+@pytest.mark.parametrize('optimizer', ['adamw', 'sgd'])
+def test_fine_tuning_scales_the_body_learning_rate_and_not_the_classifier(optimizer):
+  params = {'stem': {'kernel': jnp.ones((3, 3)), 'bias': jnp.ones(3)},
+            'classifier': {'kernel': jnp.ones((3, 2)), 'bias': jnp.ones(2)}}
+  grads = jax.tree.map(jnp.ones_like, params)
+  moved = {}
+  for scale in (1.0, 0.1, 0.0):
+    config = tiny_config(optimizer=optimizer, weight_decay=0.0, body_learning_rate_scale=scale)
+    tx = optim.create_optimizer(config, optax.constant_schedule(0.5))
+    updates, _ = tx.update(grads, tx.init(params), params)
+    moved[scale] = jax.tree.map(lambda u: float(jnp.abs(u).max()), updates)
+  for part in ('kernel', 'bias'):
+    assert moved[1.0]['classifier'][part] == moved[0.1]['classifier'][part] == \
+        moved[0.0]['classifier'][part] > 0
+    assert moved[0.1]['stem'][part] == pytest.approx(0.1 * moved[1.0]['stem'][part])
+    assert moved[0.0]['stem'][part] == 0

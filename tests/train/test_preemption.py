@@ -12,11 +12,14 @@ from mobilenet_jax import train
 from mobilenet_jax.data import input_pipeline
 from mobilenet_jax.errors import Preempted
 from mobilenet_jax.train import preemption
-from tests.train_fixtures import mock_data, restored_checkpoint, tiny_config
+from tests.train_fixtures import AUGMENTED, mock_data, restored_checkpoint, tiny_config
 
 
-def test_sigterm_saves_the_step_in_flight_and_the_rerun_matches(tmp_path, monkeypatch):
-  config = tiny_config(num_train_steps=6, checkpoint_every_steps=4)
+# With every augmentation on too: RandAugment, erasing, Mixup and CutMix resume exactly.
+@pytest.mark.parametrize('augmentations', [{}, AUGMENTED], ids=['plain', 'augmented'])
+def test_sigterm_saves_the_step_in_flight_and_the_rerun_matches(augmentations, tmp_path,
+                                                                monkeypatch):
+  config = tiny_config(num_train_steps=6, checkpoint_every_steps=4, **augmentations)
   original = input_pipeline.train_batches
 
   def signalled_at_the_third_batch(*args):

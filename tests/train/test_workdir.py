@@ -1,5 +1,6 @@
 """The run directory: its files' names, the config it holds, and what its files say."""
 
+import json
 import os
 import subprocess
 import sys
@@ -32,6 +33,27 @@ def test_config_round_trip_and_a_missing_run(tmp_path):
   saved = run_dir.read_config(str(tmp_path))
   assert saved.family == 'v3_small' and saved.model.num_classes == config.model.num_classes
   assert run_dir.check_config(str(tmp_path), config)
+
+
+def test_a_config_written_before_fields_were_added_reads_with_their_old_meaning(tmp_path):
+  config = tiny_config()
+  run_dir.save_config(str(tmp_path), config)
+  path = tmp_path / run_dir.CONFIG_FILE
+  written = json.loads(path.read_text())
+  for dotted in run_dir.ADDED_FIELDS:
+    *parents, name = dotted.split('.')
+    section = written
+    for parent in parents:
+      section = section[parent]
+    del section[name]
+  path.write_text(json.dumps(written))
+  old = run_dir.read_config(str(tmp_path))
+  assert old.model.scale_stem and old.input.randaugment_layers == 0
+  assert old.body_learning_rate_scale == 1.0
+  # The values filled in are today's defaults: nothing counts as changed when resuming.
+  assert run_dir.changed_fields(str(tmp_path), config) == []
+  config.input.mixup_alpha = 0.2
+  assert run_dir.changed_fields(str(tmp_path), config) == ['input.mixup_alpha']
 
 
 def test_truncate_metrics_keeps_steps_up_to_the_checkpoint(tmp_path):
