@@ -82,23 +82,34 @@ def _train_epoch(builder, config, epoch: int, skip_batches: int, local_batch: in
   fields = config.input
 
   def prepare(index, example):
+    """Decoding, crop and flip, and the draws of the batch-wise augmentations, per example."""
     example_seed = tf.stack([tf.constant(seed, tf.int64), index])
-    image = image_fn(example['image'], example_seed)
+    prepared = {'image': image_fn(example['image'], example_seed), 'label': example['label']}
     # Streams of their own, so that runs without these augmentations keep their crops and flips.
     if fields.randaugment_layers:
-      image = augment.rand_augment(
-          image, tf.random.experimental.stateless_fold_in(example_seed, 1),
-          layers=fields.randaugment_layers, magnitude=fields.randaugment_magnitude,
-          prob=fields.randaugment_prob, fill=fields.mean)
-    image = preprocessing.normalize(image, fields.mean, fields.std)
+      prepared['randaugment'] = augment.randaugment_draws(
+          tf.random.experimental.stateless_fold_in(example_seed, 1), fields.randaugment_layers)
     if fields.random_erasing_prob:
-      image = augment.random_erasing(
-          image, tf.random.experimental.stateless_fold_in(example_seed, 2),
-          prob=fields.random_erasing_prob, area=fields.random_erasing_area)
-    return {'image': image, 'label': example['label']}
+      prepared['erasing'], prepared['erasing_noise'] = augment.erasing_draws(
+          tf.random.experimental.stateless_fold_in(example_seed, 2), tf.shape(prepared['image']))
+    return prepared
+
+  def augment_batch(batch):
+    images = batch['image']
+    if fields.randaugment_layers:
+      images = augment.rand_augment(images, batch['randaugment'],
+                                    magnitude=fields.randaugment_magnitude,
+                                    prob=fields.randaugment_prob, fill=fields.mean)
+    images = preprocessing.normalize(images, fields.mean, fields.std)
+    if fields.random_erasing_prob:
+      images = augment.random_erasing(images, batch['erasing'], batch['erasing_noise'],
+                                      prob=fields.random_erasing_prob,
+                                      area=fields.random_erasing_area)
+    return {'image': images, 'label': batch['label']}
 
   ds = ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
-  return ds.batch(local_batch, drop_remainder=True)
+  ds = ds.batch(local_batch, drop_remainder=True)
+  return ds.map(augment_batch, num_parallel_calls=tf.data.AUTOTUNE)
 
 
 def _next_in_background(batches: Iterator[dict]) -> concurrent.futures.Future:

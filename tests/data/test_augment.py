@@ -1,5 +1,5 @@
 """RandAugment's ops against PIL's, and RandAugment and random erasing as pure functions of their
-seed."""
+seed, image by image whatever batch an image is in."""
 
 import numpy as np
 import pytest
@@ -19,6 +19,12 @@ def _image(size: int = 28) -> np.ndarray:
   return (ramp + rng.integers(0, 40, (size, size, 3))).astype(np.uint8)
 
 
+def _op(name: str, image: np.ndarray, level: float) -> np.ndarray:
+  """One op on one image (a batch of one)."""
+  return OPS[name](tf.constant(image, tf.float32)[None], tf.constant([level]),
+                   tf.constant(FILL)).numpy()[0]
+
+
 # PIL rounds every result to uint8 (and its grayscale to integers): within 1.5 of it.
 @pytest.mark.parametrize('name, level, pil_op', [
     ('auto_contrast', 0.5, ImageOps.autocontrast),
@@ -36,34 +42,33 @@ def _image(size: int = 28) -> np.ndarray:
 def test_pixel_ops_match_pil(name, level, pil_op):
   image = _image()
   want = np.asarray(pil_op(Image.fromarray(image)), np.float32)
-  got = OPS[name](tf.constant(image, tf.float32), tf.constant(level), tf.constant(FILL)).numpy()
+  got = _op(name, image, level)
   np.testing.assert_allclose(got, want, atol=1.5, rtol=0)
   assert not np.array_equal(want, image)  # the case changes the image
 
 
 @pytest.mark.parametrize('name', ['rotate', 'shear_x', 'shear_y', 'translate_x', 'translate_y'])
 def test_geometric_ops_at_level_zero_keep_the_image(name):
-  image = tf.constant(_image(), tf.float32)
-  np.testing.assert_allclose(OPS[name](image, tf.constant(0.0), tf.constant(FILL)), image,
-                             atol=1e-3)
+  image = _image()
+  np.testing.assert_allclose(_op(name, image, 0.0), image, atol=1e-3)
 
 
 def test_translation_and_rotation_move_the_image_and_fill_with_the_mean_pixel():
   image = _image()
   shift = 7  # pixels: level 7 / (0.45 * 28)
-  got = OPS['translate_x'](tf.constant(image, tf.float32), tf.constant(shift / (0.45 * 28)),
-                           tf.constant(FILL)).numpy()
+  got = _op('translate_x', image, shift / (0.45 * 28))
   np.testing.assert_allclose(got[:, :-shift], image[:, shift:], atol=1e-3)
   np.testing.assert_allclose(got[:, -shift:], 72.9, atol=1e-3)
-  half_turn = OPS['rotate'](tf.constant(image, tf.float32), tf.constant(6.0), tf.constant(FILL))
-  np.testing.assert_allclose(half_turn.numpy()[::-1, ::-1], image, atol=1e-2)  # about the centre
+  half_turn = _op('rotate', image, 6.0)
+  np.testing.assert_allclose(half_turn[::-1, ::-1], image, atol=1e-2)  # about the centre
 
 
-def _rand_augment(seed, image=None, **kwargs):
-  kwargs = {'layers': 2, 'magnitude': 9.0, 'prob': 1.0, 'fill': FILL, **kwargs}
+def _rand_augment(seed, image=None, layers=2, **kwargs):
+  kwargs = {'magnitude': 9.0, 'prob': 1.0, 'fill': FILL, **kwargs}
   image = _image() if image is None else image
-  return augment.rand_augment(tf.constant(image, tf.float32),
-                              tf.constant(seed, tf.int64), **kwargs).numpy()
+  draws = augment.randaugment_draws(tf.constant(seed, tf.int64), layers)
+  return augment.rand_augment(tf.constant(image, tf.float32)[None], draws[None],
+                              **kwargs).numpy()[0]
 
 
 def test_rand_augment_is_a_function_of_its_seed_and_keeps_shape_and_range():
@@ -81,8 +86,7 @@ def test_rand_augment_is_a_function_of_its_seed_and_keeps_shape_and_range():
 def test_rand_augment_draws_every_op():
   # With one layer at magnitude 10, each op leaves its own trace; count which outputs occur.
   image = _image()
-  expected = {name: op(tf.constant(image, tf.float32), tf.constant(sign), tf.constant(FILL))
-              .numpy().tobytes() for name, op in OPS.items() for sign in (-1.0, 1.0)}
+  expected = {name: _op(name, image, sign).tobytes() for name in OPS for sign in (-1.0, 1.0)}
   seen = set()
   for i in range(200):
     out = _rand_augment([1, i], layers=1, magnitude=10.0).tobytes()
@@ -90,12 +94,35 @@ def test_rand_augment_draws_every_op():
   assert seen == set(OPS)
 
 
+def test_a_batch_gets_what_each_of_its_images_gets_alone():
+  # Every op in one batch (some shares empty), each image as if on its own: shards of a global
+  # batch on several hosts see the same images as one host.
+  images = np.stack([_image()] * 16) + np.arange(16, dtype=np.uint8)[:, None, None, None]
+  seeds = [[2, i] for i in range(16)]
+  draws = tf.stack([augment.randaugment_draws(tf.constant(s, tf.int64), 2) for s in seeds])
+  batch = augment.rand_augment(tf.constant(images, tf.float32), draws, magnitude=9.0, prob=0.8,
+                               fill=FILL).numpy()
+  for image, seed, got in zip(images, seeds, batch):
+    np.testing.assert_allclose(got, _rand_augment(seed, image, prob=0.8), atol=1e-4)
+  erasing = [augment.erasing_draws(tf.constant(s, tf.int64), (28, 28, 3)) for s in seeds]
+  erased = augment.random_erasing(tf.constant(images, tf.float32),
+                                  tf.stack([e[0] for e in erasing]),
+                                  tf.stack([e[1] for e in erasing]), prob=0.5, area=(0.1, 0.3))
+  for image, seed, got in zip(images, seeds, erased.numpy()):
+    np.testing.assert_array_equal(got, _random_erasing(seed, image.astype(np.float32), prob=0.5))
+
+
+def _random_erasing(seed, image, prob=1.0, area=(0.1, 0.3)):
+  draws, noise = augment.erasing_draws(tf.constant(seed, tf.int64), image.shape)
+  return augment.random_erasing(tf.constant(image)[None], draws[None], noise[None], prob=prob,
+                                area=area).numpy()[0]
+
+
 def test_random_erasing_fills_one_box_of_the_asked_area_with_noise():
   image = np.zeros((32, 32, 3), np.float32)
   areas = []
   for i in range(50):
-    out = augment.random_erasing(tf.constant(image), tf.constant([0, i], tf.int64), prob=1.0,
-                                 area=(0.1, 0.3)).numpy()
+    out = _random_erasing([0, i], image)
     erased = np.any(out != 0, axis=-1)
     rows, cols = np.nonzero(erased)
     box = erased[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
@@ -103,10 +130,6 @@ def test_random_erasing_fills_one_box_of_the_asked_area_with_noise():
     areas.append(erased.mean())
     assert abs(float(out[erased].std()) - 1) < 0.5  # standard-normal noise
   assert 0.05 < min(areas) and max(areas) < 0.4  # the asked range, rounded to whole pixels
-  again = augment.random_erasing(tf.constant(image), tf.constant([0, 7], tf.int64), prob=1.0,
-                                 area=(0.1, 0.3)).numpy()
-  np.testing.assert_array_equal(again, augment.random_erasing(
-      tf.constant(image), tf.constant([0, 7], tf.int64), prob=1.0, area=(0.1, 0.3)).numpy())
-  kept = [augment.random_erasing(tf.constant(image), tf.constant([0, i], tf.int64), prob=0.3,
-                                 area=(0.1, 0.3)).numpy() for i in range(100)]
+  np.testing.assert_array_equal(_random_erasing([0, 7], image), _random_erasing([0, 7], image))
+  kept = [_random_erasing([0, i], image, prob=0.3) for i in range(100)]
   assert 15 < sum(np.any(k != 0) for k in kept) < 45  # about 30 of 100 erased
