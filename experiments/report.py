@@ -1,7 +1,8 @@
 r"""Writes a sweep's report: `python -m experiments.report --workdir=DIR`.
 
 DIR/results.csv and DIR/results.md (run, family, overrides, params, MAdds, top-1, EMA top-1,
-img/s, train time, status), DIR/pareto.png (top-1 against MAdds and params, a curve per family)
+img/s, train time, status), DIR/pareto.png (top-1 against MAdds and params, a curve per family),
+DIR/time.png (top-1 against training time: what each minute buys)
 and DIR/curves.png (eval top-1 and train loss of every run). Works while the sweep is running.
 """
 

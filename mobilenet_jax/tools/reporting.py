@@ -113,26 +113,55 @@ def write_table(rows: list[dict], sweep_dir: str) -> list[str]:
   return [csv_path, md_path]
 
 
+def family_points(rows: list[dict], x_of, y_key: str = 'top1') -> dict[str, list[tuple]]:
+  """{family: [(x_of(row), top-1 in %, run name), ...] in x order}, for runs with both."""
+  points = {}
+  for row in rows:
+    x = x_of(row)
+    if row['family'] and row[y_key] is not None and x:
+      points.setdefault(row['family'], []).append((x, 100 * row[y_key], row['run']))
+  return {family: sorted(points[family]) for family in sorted(points)}
+
+
+def _plot_families(ax, rows: list[dict], x_of, y_key: str = 'top1') -> None:
+  """A labelled curve per family through its runs: x_of(row) against top-1, x logarithmic."""
+  for family, points in family_points(rows, x_of, y_key).items():
+    xs, ys, _ = zip(*points)
+    ax.plot(xs, ys, marker='o', label=family)
+    for x, y, name in points:
+      ax.annotate(_short_label(name, family), (x, y), fontsize=7,
+                  textcoords='offset points', xytext=(3, 3))
+  ax.set_xscale('log')
+  ax.set_ylabel('top-1 (%)')
+  ax.grid(alpha=0.3)
+
+
 def plot_pareto(rows: list[dict], path: str) -> str:
   """Top-1 against MAdds and against params, one labelled curve per family."""
   fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
-  families = sorted({r['family'] for r in rows if r['family'] and r['top1'] is not None})
   for ax, (key, label) in zip(axes, (('madds', 'multiply-adds (millions)'),
                                      ('params', 'parameters (millions)'))):
-    for family in families:
-      points = sorted((r[key] / 1e6, 100 * r['top1'], r['run']) for r in rows
-                      if r['family'] == family and r['top1'] is not None and r[key])
-      if not points:
-        continue
-      xs, ys, names = zip(*points)
-      ax.plot(xs, ys, marker='o', label=family)
-      for x, y, name in points:
-        ax.annotate(_short_label(name, family), (x, y), fontsize=7,
-                    textcoords='offset points', xytext=(3, 3))
-    ax.set_xscale('log')
+    _plot_families(ax, rows, lambda r, key=key: r[key] and r[key] / 1e6)
     ax.set_xlabel(label)
-    ax.set_ylabel('top-1 (%)')
-    ax.grid(alpha=0.3)
+  axes[0].legend()
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
+  return path
+
+
+def train_minutes(row: dict) -> float | None:
+  return row['train_seconds'] and row['train_seconds'] / 60
+
+
+def plot_time(rows: list[dict], path: str) -> str:
+  """Test top-1 (raw and EMA weights) against training time: what each minute of a recipe buys,
+  for sweeps over its length (epochs) or anything else that costs time."""
+  fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
+  for ax, (key, title) in zip(axes, (('top1', 'weights'), ('ema_top1', 'EMA weights'))):
+    _plot_families(ax, rows, train_minutes, key)
+    ax.set_xlabel('training time (minutes)')
+    ax.set_title(title, fontsize=9)
   axes[0].legend()
   fig.tight_layout()
   fig.savefig(path, dpi=120)
@@ -169,8 +198,10 @@ def plot_curves(rows: list[dict], path: str) -> str:
 
 
 def write_report(sweep_dir: str) -> list[str]:
-  """Writes results.csv, results.md, pareto.png and curves.png in `sweep_dir`; returns paths."""
+  """Writes results.csv, results.md, pareto.png, time.png and curves.png in `sweep_dir`; returns
+  paths."""
   rows = collect(sweep_dir)
   return [*write_table(rows, sweep_dir),
           plot_pareto(rows, os.path.join(sweep_dir, 'pareto.png')),
+          plot_time(rows, os.path.join(sweep_dir, 'time.png')),
           plot_curves(rows, os.path.join(sweep_dir, 'curves.png'))]

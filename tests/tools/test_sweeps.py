@@ -127,7 +127,7 @@ def test_report_tables_equal_the_runs(finished_sweep):
   workdir, runs, _, _, _ = finished_sweep
   paths = reporting.write_report(workdir)
   assert [os.path.basename(p) for p in paths] == [
-      'results.csv', 'results.md', 'pareto.png', 'curves.png']
+      'results.csv', 'results.md', 'pareto.png', 'time.png', 'curves.png']
   for path in paths:
     assert os.path.getsize(path) > 0
   with open(paths[0]) as f:
@@ -144,6 +144,12 @@ def test_report_tables_equal_the_runs(finished_sweep):
     table = f.read()
   assert '| width_multiplier=0.5 | v3_small | model.width_multiplier=0.5 | 0.500M | 1.2M | 85.00 |' in table
   assert 'failed: error: learning_rate=-1.0 is not allowed' in table
+  # time.png: each finished run's top-1 at its training time, in order of time.
+  results = [run_dir.read_results(r.workdir) for r in runs]
+  want = sorted((r['train_seconds'] / 60, 100 * r['top1']) for r in results if r)
+  points = reporting.family_points(reporting.collect(workdir), reporting.train_minutes)
+  assert len(want) == 3 and [x for x, _, _ in points['v3_small']] == [x for x, _ in want]
+  assert [y for _, y, _ in points['v3_small']] == pytest.approx([y for _, y in want])
 
 
 def test_report_of_a_run_in_progress(tmp_path):
