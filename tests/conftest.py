@@ -7,6 +7,9 @@ os.environ.setdefault('XLA_FLAGS', '--xla_force_host_platform_device_count=8')
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 # Keras (a reference in the weight-import tests) on JAX, before anything imports it.
 os.environ.setdefault('KERAS_BACKEND', 'jax')
+# 'auto' implementations from the table, not measured: fast, and the same programs in every test
+# (tests/ops/test_implementations.py measures, into a cache of its own).
+os.environ['MOBILENET_JAX_AUTOTUNE'] = 'off'
 
 import shutil  # pylint: disable=g-import-not-at-top,wrong-import-position
 import tempfile  # pylint: disable=g-import-not-at-top,wrong-import-position

@@ -108,8 +108,16 @@ class Conv(nn.Module):
                         jnp.float32)
     x, kernel = nn.dtypes.promote_dtype(x, kernel, dtype=self.dtype)
     pads = tuple(spatial_padding(size, k, s, self.padding) for size in x.shape[1:3])
-    if resolve_implementation(self.implementation) == 'conv':
-      return _convolve(x, kernel, s, pads)
-    if k == 1 and s == 1:
-      return _matmul(x, kernel.reshape(-1, self.features))
-    return _convolve_with_matmul_grad(x, kernel, s, pads)
+    with_matmul = (functools.partial(_matmul_conv, features=self.features) if k == 1 and s == 1
+                   else functools.partial(_convolve_with_matmul_grad, stride=s, pads=pads))
+    candidates = {'conv': functools.partial(_convolve, stride=s, pads=pads),
+                  'matmul': with_matmul}
+    name = implementations.choose(
+        'model.conv_implementation', self.implementation, candidates, FASTEST_ON_BACKEND, 'conv',
+        op=f'conv stride {s} pads {pads}',
+        inputs=[jax.ShapeDtypeStruct(a.shape, a.dtype) for a in (x, kernel)])
+    return candidates[name](x, kernel)
+
+
+def _matmul_conv(x: jax.Array, kernel: jax.Array, *, features: int) -> jax.Array:
+  return _matmul(x, kernel.reshape(-1, features))

@@ -138,7 +138,8 @@ IMPLEMENTATIONS: dict[str, Callable[..., jax.Array]] = {
     'shifted': _shifted,
     'shifted_vjp': _shifted_vjp,
 }
-# The fastest implementation measured on each backend; anything unlisted uses 'grouped'.
+# 'auto' where it is not measured (implementations.measuring()): the fastest measured on each
+# backend by the benchmark; anything unlisted uses 'grouped'.
 FASTEST_ON_BACKEND = {'cpu': 'shifted_vjp'}
 CHOICES = ('auto', *IMPLEMENTATIONS)
 
@@ -164,5 +165,15 @@ class DepthwiseConv(nn.Module):
     x, kernel = nn.dtypes.promote_dtype(x, kernel, dtype=self.dtype)
     pads = tuple(spatial_padding(size, k, self.strides, self.padding) for size in x.shape[1:3])
     x, kernel, pads = drop_padding_taps(x, kernel, self.strides, pads)
-    run = IMPLEMENTATIONS[resolve_implementation(self.implementation)]
-    return run(x, kernel, self.strides, pads)
+    candidates = {name: functools.partial(_bind, run, stride=self.strides, pads=pads)
+                  for name, run in IMPLEMENTATIONS.items()}
+    name = implementations.choose(
+        'model.depthwise_implementation', self.implementation, candidates, FASTEST_ON_BACKEND,
+        'grouped', op=f'depthwise stride {self.strides} pads {pads}',
+        inputs=[jax.ShapeDtypeStruct(a.shape, a.dtype) for a in (x, kernel)])
+    return candidates[name](x, kernel)
+
+
+def _bind(run: Callable[..., jax.Array], x: jax.Array, kernel: jax.Array, *, stride: int,
+          pads) -> jax.Array:
+  return run(x, kernel, stride, pads)

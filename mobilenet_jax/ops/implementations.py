@@ -1,16 +1,141 @@
-"""Choosing among equivalent implementations of an op, per backend."""
+"""Choosing among equivalent implementations of an op: by name, or for 'auto' by measurement.
 
-from collections.abc import Iterable, Mapping
+'auto' times every candidate on the shapes of the layer being traced (forward and backward, a
+few runs each, the fastest run counted) the first time those shapes meet a backend, and keeps
+the winner in a cache file keyed by backend, device kind, op, shapes and library versions, so
+later runs and other processes on the machine read it instead of measuring. A GPU thus gets
+whatever is fastest there without anyone having timed it in advance. Each choice is printed once
+a process.
+
+The measured choice is skipped, for the table of fastest-by-backend, when the measurement is
+turned off (MOBILENET_JAX_AUTOTUNE=off: the tests, for speed and fixed programs) and when
+several processes share a run: each would measure on its own and might compile another program
+than its peers. Naming an implementation in the config forces it and needs neither.
+"""
+
+import concurrent.futures
+import json
+import os
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import jax
+import jax.numpy as jnp
+import numpy as np
 
 from mobilenet_jax import errors
+
+CACHE_FILE = 'implementations.json'
+_REPEATS = 5              # timed runs of each candidate after its compile; the fastest counts
+_SECONDS_PER_CANDIDATE = 2.0  # fewer repeats where one run is long
+
+_lock = threading.Lock()
+_decided: dict[str, str] = {}  # key -> implementation, this process
 
 
 def resolve(field: str, name: str, implementations: Iterable[str],
             fastest_on_backend: Mapping[str, str], default: str) -> str:
-  """`name` itself, or for 'auto' the fastest measured on the current backend."""
+  """`name` itself, or for 'auto' the fastest known for the current backend (no measurement)."""
   errors.check_choice(field, name, ('auto', *implementations))
   if name == 'auto':
     return fastest_on_backend.get(jax.default_backend(), default)
   return name
+
+
+def measuring() -> bool:
+  return os.environ.get('MOBILENET_JAX_AUTOTUNE', 'on') != 'off' and jax.process_count() == 1
+
+
+def choose(field: str, name: str, candidates: Mapping[str, Callable[..., jax.Array]],
+           fastest_on_backend: Mapping[str, str], default: str, *, op: str,
+           inputs: Sequence[jax.ShapeDtypeStruct]) -> str:
+  """`name`, or for 'auto' the candidate measured fastest on `inputs`' shapes.
+
+  candidates: implementation name -> function of the inputs (the op's other arguments bound),
+  each differentiable in all of them.
+  """
+  static = resolve(field, name, candidates, fastest_on_backend, default)
+  if name != 'auto' or not measuring() or len(candidates) == 1:
+    return static
+  device = jax.devices()[0]
+  shapes = ' '.join('x'.join(map(str, i.shape)) + f':{jnp.dtype(i.dtype).name}' for i in inputs)
+  key = (f'{device.platform}|{device.device_kind}|{op} {shapes}|jax {jax.__version__}|'
+         + ','.join(sorted(candidates)))
+  with _lock:
+    if key in _decided:
+      return _decided[key]
+    path = os.path.join(cache_dir(), CACHE_FILE)
+    known = _read_cache(path).get(key)
+    if known and known.get('choice') in candidates:
+      choice, how = known['choice'], 'cached in ' + path
+    else:
+      # Measured in another thread: the calling thread is tracing, and JAX's trace is per thread.
+      with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        seconds = pool.submit(_measure_all, candidates, inputs).result()
+      choice = min(seconds, key=seconds.get)
+      how = 'measured: ' + ', '.join(f'{n} {1e3 * s:.2f} ms' for n, s in sorted(
+          seconds.items(), key=lambda item: item[1]))
+      _write_cache(path, key, {'choice': choice, 'seconds': seconds})
+    _decided[key] = choice
+  print(f'{field}=auto for {op} {shapes}: {choice} ({how})', flush=True)
+  return choice
+
+
+def cache_dir() -> str:
+  default = os.path.join(os.environ.get('XDG_CACHE_HOME') or os.path.expanduser('~/.cache'),
+                         'mobilenet_jax')
+  return os.environ.get('MOBILENET_JAX_CACHE_DIR', default)
+
+
+def _measure_all(candidates: Mapping[str, Callable], inputs: Sequence[jax.ShapeDtypeStruct]
+                 ) -> dict[str, float]:
+  rng = np.random.default_rng(0)
+  arrays = [rng.standard_normal(i.shape).astype(i.dtype) for i in inputs]
+  out = jax.eval_shape(next(iter(candidates.values())), *inputs)
+  cotangent = rng.standard_normal(out.shape).astype(out.dtype)
+  return {name: _seconds(fn, arrays, cotangent) for name, fn in candidates.items()}
+
+
+def _seconds(fn: Callable, arrays: list[np.ndarray], cotangent: np.ndarray) -> float:
+  """Fastest of a few runs of the forward pass and the gradients of all inputs, jitted."""
+  def forward_backward(cotangent, *arrays):
+    out, backward = jax.vjp(fn, *arrays)
+    return out, backward(cotangent)  # the output too, so that the forward pass is not dropped
+
+  step = jax.jit(forward_backward)
+  args = [jax.device_put(a) for a in (cotangent, *arrays)]
+  jax.block_until_ready(step(*args))  # compile
+  times = []
+  deadline = time.perf_counter() + _SECONDS_PER_CANDIDATE
+  while len(times) < _REPEATS and (not times or time.perf_counter() < deadline):
+    start = time.perf_counter()
+    jax.block_until_ready(step(*args))
+    times.append(time.perf_counter() - start)
+  return min(times)
+
+
+def _read_cache(path: str) -> dict:
+  """The cache's entries; an unreadable or corrupt file counts as empty (and is rewritten)."""
+  try:
+    with open(path) as f:
+      entries = json.load(f)
+    return entries if isinstance(entries, dict) else {}
+  except (OSError, ValueError):
+    return {}
+
+
+def _write_cache(path: str, key: str, entry: dict) -> None:
+  """Adds `entry` by writing a new file and renaming it over the old one, so that a reader never
+  sees half a file; a cache that cannot be written costs a measurement next time, nothing else."""
+  try:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    entries = _read_cache(path)
+    entries[key] = entry
+    with tempfile.NamedTemporaryFile('w', dir=os.path.dirname(path), suffix='.tmp',
+                                     delete=False) as f:
+      json.dump(entries, f, indent=1, sort_keys=True)
+    os.replace(f.name, path)
+  except OSError as error:
+    print(f'warning: could not write the implementation cache {path}: {error}', flush=True)

@@ -1,9 +1,82 @@
-"""'auto' picks a known implementation for the backend."""
+"""'auto' implementations: the table without measurement, else measured once and cached on disk."""
 
-from mobilenet_jax.ops import conv, depthwise
+import json
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from mobilenet_jax import errors
+from mobilenet_jax.ops import conv, depthwise, implementations
+
+INPUTS = [jax.ShapeDtypeStruct((2, 8, 8, 4), jnp.float32)]
 
 
-def test_auto_implementation_is_a_known_one():
+def test_auto_without_measurement_is_the_backend_table():
   assert depthwise.resolve_implementation('auto') in depthwise.IMPLEMENTATIONS
   assert depthwise.resolve_implementation('grouped') == 'grouped'
   assert conv.resolve_implementation('auto') in conv.IMPLEMENTATIONS
+  assert not implementations.measuring()  # the suite's setting (conftest)
+
+
+@pytest.fixture
+def measured(monkeypatch, tmp_path):
+  monkeypatch.setenv('MOBILENET_JAX_AUTOTUNE', 'on')
+  monkeypatch.setenv('MOBILENET_JAX_CACHE_DIR', str(tmp_path))
+  monkeypatch.setattr(implementations, '_decided', {})
+  return tmp_path / implementations.CACHE_FILE
+
+
+def _slow(x):
+  """The same function with a million sines added times zero (XLA keeps them: 0 * nan is nan)."""
+  return 2 * x + 0.0 * jnp.sum(jnp.sin(jnp.tile(x.reshape(-1), 4000)))
+
+
+CANDIDATES = {'slow': _slow, 'fast': lambda x: 2 * x}
+
+
+def _choose(name='auto', op='double'):
+  return implementations.choose('model.f', name, CANDIDATES, {}, 'slow', op=op, inputs=INPUTS)
+
+
+def test_auto_measures_the_fastest_once_and_caches_it(measured, monkeypatch, capsys):
+  assert _choose() == 'fast'
+  entry, = json.loads(measured.read_text()).values()
+  assert entry['choice'] == 'fast' and entry['seconds']['slow'] > entry['seconds']['fast']
+  assert 'model.f=auto for double 2x8x8x4:float32: fast (measured: fast' in capsys.readouterr().out
+  assert _choose() == 'fast' and capsys.readouterr().out == ''  # decided: printed once
+  # Another process (a fresh memory) reads the file, measuring nothing.
+  monkeypatch.setattr(implementations, '_decided', {})
+  monkeypatch.setattr(implementations, '_measure_all', lambda *a: pytest.fail('measured again'))
+  assert _choose() == 'fast' and 'cached in' in capsys.readouterr().out
+  key, = json.loads(measured.read_text())
+  assert jax.devices()[0].device_kind in key and jax.__version__ in key and '2x8x8x4' in key
+
+
+def test_a_named_implementation_is_forced_and_bad_names_stop(measured):
+  assert _choose('slow') == 'slow'
+  assert not measured.exists()
+  with pytest.raises(errors.ConfigError, match='model.f'):
+    _choose('fastest')
+
+
+def test_a_corrupt_cache_is_measured_again_and_rewritten(measured):
+  measured.write_text('{"half a fi')
+  assert _choose() == 'fast'
+  assert json.loads(measured.read_text())  # whole again
+
+
+@pytest.mark.parametrize('module, field', [
+    (lambda impl: depthwise.DepthwiseConv(3, 2, implementation=impl), 'depthwise'),
+    (lambda impl: conv.Conv(6, 1, implementation=impl), 'conv'),
+])
+def test_modules_run_the_measured_choice(measured, capsys, module, field):
+  x = jnp.asarray(np.random.default_rng(0).standard_normal((2, 9, 9, 4)), jnp.float32)
+  params = module('auto').init(jax.random.key(0), x)
+  y = jax.jit(module('auto').apply)(params, x)
+  chosen = capsys.readouterr().out
+  assert f'model.{field}_implementation=auto for {field}' in chosen
+  name = json.loads(measured.read_text()).popitem()[1]['choice']
+  np.testing.assert_allclose(y, module(name).apply(params, x), rtol=1e-6, atol=1e-6)
