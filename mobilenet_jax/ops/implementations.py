@@ -50,14 +50,15 @@ def measuring() -> bool:
 
 def choose(field: str, name: str, candidates: Mapping[str, Callable[..., jax.Array]],
            fastest_on_backend: Mapping[str, str], default: str, *, op: str,
-           inputs: Sequence[jax.ShapeDtypeStruct]) -> str:
+           inputs: Sequence[jax.ShapeDtypeStruct], measure: bool = True) -> str:
   """`name`, or for 'auto' the candidate measured fastest on `inputs`' shapes.
 
   candidates: implementation name -> function of the inputs (the op's other arguments bound),
-  each differentiable in all of them.
+  each differentiable in all of them. measure=False takes the table (for parameter init, which
+  runs once on a one-image batch whose shapes no step has).
   """
   static = resolve(field, name, candidates, fastest_on_backend, default)
-  if name != 'auto' or not measuring() or len(candidates) == 1:
+  if name != 'auto' or not measure or not measuring() or len(candidates) == 1:
     return static
   device = jax.devices()[0]
   shapes = ' '.join('x'.join(map(str, i.shape)) + f':{jnp.dtype(i.dtype).name}' for i in inputs)
