@@ -157,11 +157,11 @@ def fashion_mnist(config: ml_collections.ConfigDict) -> None:
 
 
 def fashion_mnist_long(config: ml_collections.ConfigDict) -> None:
-  """`fashion_mnist` for 100 epochs (about 2 hours of V3-Small on two CPU cores) with light
-  RandAugment (2 ops at magnitude 5, each with probability 0.5: on grayscale images the colour
-  op changes nothing) and random erasing of a quarter of the images, the augmentation that took
-  wide ResNets on Fashion-MNIST from 95.9% to 96.3% (Zhong et al. 2020). Small networks underfit
-  a long schedule less than they overfit it, so no Mixup/CutMix.
+  """`fashion_mnist` for 100 epochs (V4 Conv-S: 93 min of training on two CPU cores, 94.12%) with
+  light RandAugment (2 ops at magnitude 5, each with probability 0.5: on grayscale images the
+  colour op changes nothing) and random erasing of a quarter of the images, the augmentation that
+  took wide ResNets on Fashion-MNIST from 95.9% to 96.3% (Zhong et al. 2020). Small networks
+  underfit a long schedule less than they overfit it, so no Mixup/CutMix.
   """
   fashion_mnist(config)
   config.num_epochs = 100.0
