@@ -15,6 +15,9 @@ import os
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax import lax
+from jax.experimental.custom_partitioning import custom_partitioning
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 DIRECTORY = os.path.dirname(os.path.abspath(__file__))
 SOURCE = os.path.join(DIRECTORY, 'depthwise.cc')
@@ -43,14 +46,14 @@ def unavailable_reason() -> str | None:
   """None when the kernels are registered, else why not (one line)."""
   if os.environ.get(ENV_SWITCH, 'on') == 'off':
     return f'{ENV_SWITCH}=off is set'
+  if not built():
+    return 'the C++ kernels are not built (run `bash setup.sh`, which needs g++)'
   return _load()
 
 
 @functools.cache
 def _load() -> str | None:
-  if not built():
-    return ('the C++ kernels are not built (run `bash setup.sh`, which needs g++, to build '
-            f'{os.path.relpath(LIBRARY, os.path.dirname(os.path.dirname(DIRECTORY)))})')
+  """Loads and registers the library once; None, or why it could not."""
   with open(SOURCE, 'rb') as f:
     source_hash = hashlib.sha256(f.read()).hexdigest()
   try:
@@ -76,25 +79,98 @@ def _call(target: str, out_shape: tuple[int, ...], a: jax.Array, b: jax.Array, s
   # 'sequential': under vmap, one call per batch element (correct, not fast).
   return jax.ffi.ffi_call(target, jax.ShapeDtypeStruct(out_shape, jnp.float32),
                           vmap_method='sequential')(
-      a.astype(jnp.float32), b.astype(jnp.float32), stride=np.int64(stride),
-      pad_top=np.int64(top), pad_bottom=np.int64(bottom), pad_left=np.int64(left),
-      pad_right=np.int64(right))
+      a, b, stride=np.int64(stride), pad_top=np.int64(top), pad_bottom=np.int64(bottom),
+      pad_left=np.int64(left), pad_right=np.int64(right))
 
 
-def _output_shape(x_shape, kernel_shape, stride: int, pads) -> tuple[int, ...]:
+def _forward_shape(x_shape, kernel_hw, stride, pads):
   n, h, w, c = x_shape
   (top, bottom), (left, right) = pads
-  return (n, (h + top + bottom - kernel_shape[0]) // stride + 1,
-          (w + left + right - kernel_shape[1]) // stride + 1, c)
+  return (n, (h + top + bottom - kernel_hw[0]) // stride + 1,
+          (w + left + right - kernel_hw[1]) // stride + 1, c)
+
+
+# The three calls, each a function of two arrays and the static (stride, pads, size): the kernel's
+# (kh, kw) for the forward pass and the kernel gradient, the input's (h, w) for the input gradient.
+def _forward_call(x, kernel, stride, pads, size):
+  return _call('mobilenet_jax_depthwise_forward', _forward_shape(x.shape, size, stride, pads),
+               x, kernel, stride, pads)
+
+
+def _input_grad_call(grad_out, kernel, stride, pads, size):
+  return _call('mobilenet_jax_depthwise_input_grad', (grad_out.shape[0], *size, kernel.shape[3]),
+               grad_out, kernel, stride, pads)
+
+
+def _kernel_grad_call(x, grad_out, stride, pads, size):
+  return _call('mobilenet_jax_depthwise_kernel_grad', (*size, 1, x.shape[3]), x, grad_out,
+               stride, pads)
+
+
+def _partitioned(call, reduces_batch: bool):
+  """`call` split over the batch dimension of a data-parallel program instead of gathered.
+
+  Each device runs the kernel on its own images: the first argument keeps its batch sharding,
+  the second follows it (the kernel gradient: output gradient) or is replicated (the kernel),
+  and the kernel gradient's per-device sums are added with a psum. Anything else (a sharded
+  spatial or channel axis, a batch that does not split evenly) is gathered first, as XLA would.
+  """
+  def shardings(mesh, arg_shapes):
+    """(mesh, the batch's mesh axes or None, batch-sharded, replicated)."""
+    sharding = arg_shapes[0].sharding
+    if mesh.empty:  # shardings not in terms of a mesh: replicate over a mesh of our own
+      mesh = Mesh(np.array(sorted(sharding.device_set, key=lambda d: d.id)), ('devices',))
+      batch = None
+    else:
+      spec = getattr(sharding, 'spec', None)
+      batch = spec[0] if spec else None
+      axes = (batch,) if isinstance(batch, str) else tuple(batch or ())
+      if arg_shapes[0].shape[0] % int(np.prod([mesh.shape[a] for a in axes])):
+        batch = None
+    replicated = NamedSharding(mesh, P())
+    return mesh, batch, (replicated if batch is None else NamedSharding(mesh, P(batch))), replicated
+
+  def partition(stride, pads, size, mesh, arg_shapes, result_shape):
+    del result_shape
+    mesh, batch, sharded, replicated = shardings(mesh, arg_shapes)
+    if reduces_batch:
+      def lower(a, b):
+        out = call(a, b, stride, pads, size)
+        return out if batch is None else lax.psum(out, batch)
+      return mesh, lower, replicated, (sharded, sharded)
+    return (mesh, lambda a, b: call(a, b, stride, pads, size), sharded,
+            (sharded, replicated))
+
+  def infer_sharding_from_operands(stride, pads, size, mesh, arg_shapes, result_shape):
+    del stride, pads, size, result_shape
+    _, _, sharded, replicated = shardings(mesh, arg_shapes)
+    return replicated if reduces_batch else sharded
+
+  partitioned = custom_partitioning(call, static_argnums=(2, 3, 4))
+  # Shardy's rule: only the batch factor b may be sharded (Shardy wants the others in order).
+  rule = 'b h w c, b p q c -> i j o c' if reduces_batch else 'b h w c, i j o c -> b p q c'
+  others = tuple(f for f in dict.fromkeys(rule.replace(',', ' ').split()) if f not in 'b->')
+  partitioned.def_partition(
+      partition, infer_sharding_from_operands=infer_sharding_from_operands, sharding_rule=rule,
+      reduction_factors=('b',) if reduces_batch else (), need_replication_factors=others)
+  return partitioned
+
+
+_forward_op = _partitioned(_forward_call, reduces_batch=False)
+_input_grad_op = _partitioned(_input_grad_call, reduces_batch=False)
+_kernel_grad_op = _partitioned(_kernel_grad_call, reduces_batch=True)
+
+
+def _static_pads(pads):
+  return tuple(tuple(int(p) for p in axis) for axis in pads)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
 def depthwise(x: jax.Array, kernel: jax.Array, stride: int, pads) -> jax.Array:
   """Depthwise convolution of NHWC `x` with a (kh, kw, 1, C) kernel, explicit (possibly
   asymmetric) padding ((top, bottom), (left, right)); computed in float32 on CPU."""
-  pads = tuple(tuple(int(p) for p in axis) for axis in pads)
-  out = _call('mobilenet_jax_depthwise_forward',
-              _output_shape(x.shape, kernel.shape, stride, pads), x, kernel, stride, pads)
+  out = _forward_op(x.astype(jnp.float32), kernel.astype(jnp.float32), int(stride),
+                    _static_pads(pads), tuple(kernel.shape[:2]))
   return out.astype(x.dtype)
 
 
@@ -104,10 +180,12 @@ def _forward(x, kernel, stride, pads):
 
 def _backward(stride, pads, residuals, grad_out):
   x, kernel = residuals
-  pads = tuple(tuple(int(p) for p in axis) for axis in pads)
-  grad_x = _call('mobilenet_jax_depthwise_input_grad', x.shape, grad_out, kernel, stride, pads)
-  grad_kernel = _call('mobilenet_jax_depthwise_kernel_grad', kernel.shape, x, grad_out, stride,
-                      pads)
+  stride, pads = int(stride), _static_pads(pads)
+  grad_out = grad_out.astype(jnp.float32)
+  grad_x = _input_grad_op(grad_out, kernel.astype(jnp.float32), stride, pads,
+                          tuple(x.shape[1:3]))
+  grad_kernel = _kernel_grad_op(x.astype(jnp.float32), grad_out, stride, pads,
+                                tuple(kernel.shape[:2]))
   return grad_x.astype(x.dtype), grad_kernel.astype(kernel.dtype)
 
 
