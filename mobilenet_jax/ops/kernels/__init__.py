@@ -76,9 +76,7 @@ def _load() -> str | None:
 def _call(target: str, out_shape: tuple[int, ...], a: jax.Array, b: jax.Array, stride: int,
           pads) -> jax.Array:
   (top, bottom), (left, right) = pads
-  # 'sequential': under vmap, one call per batch element (correct, not fast).
-  return jax.ffi.ffi_call(target, jax.ShapeDtypeStruct(out_shape, jnp.float32),
-                          vmap_method='sequential')(
+  return jax.ffi.ffi_call(target, jax.ShapeDtypeStruct(out_shape, jnp.float32))(
       a, b, stride=np.int64(stride), pad_top=np.int64(top), pad_bottom=np.int64(bottom),
       pad_left=np.int64(left), pad_right=np.int64(right))
 
@@ -149,7 +147,7 @@ def _partitioned(call, reduces_batch: bool):
   partitioned = custom_partitioning(call, static_argnums=(2, 3, 4))
   # Shardy's rule: only the batch factor b may be sharded (Shardy wants the others in order).
   rule = 'b h w c, b p q c -> i j o c' if reduces_batch else 'b h w c, i j o c -> b p q c'
-  others = tuple(f for f in dict.fromkeys(rule.replace(',', ' ').split()) if f not in 'b->')
+  others = tuple(f for f in dict.fromkeys(rule.replace(',', ' ').split()) if f not in ('b', '->'))
   partitioned.def_partition(
       partition, infer_sharding_from_operands=infer_sharding_from_operands, sharding_rule=rule,
       reduction_factors=('b',) if reduces_batch else (), need_replication_factors=others)
@@ -168,7 +166,8 @@ def _static_pads(pads):
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
 def depthwise(x: jax.Array, kernel: jax.Array, stride: int, pads) -> jax.Array:
   """Depthwise convolution of NHWC `x` with a (kh, kw, 1, C) kernel, explicit (possibly
-  asymmetric) padding ((top, bottom), (left, right)); computed in float32 on CPU."""
+  asymmetric) padding ((top, bottom), (left, right)); computed in float32 on CPU. Not for
+  jax.vmap (custom partitioning has no batching rule): the batch is the first axis already."""
   out = _forward_op(x.astype(jnp.float32), kernel.astype(jnp.float32), int(stride),
                     _static_pads(pads), tuple(kernel.shape[:2]))
   return out.astype(x.dtype)
