@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sets up everything the project needs on a Debian machine with Python 3.11, in the Python that
 # runs it (a virtual environment or not): the pinned packages, the test-only PyTorch references,
-# the offline Fashion-MNIST files and tcmalloc. Idempotent: a second call takes about a second.
+# the offline Fashion-MNIST files, tcmalloc and, where g++ exists, the C++ kernels.
+# Idempotent: a second call takes about a second.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -30,3 +31,8 @@ if ! dpkg -s "${debs[@]}" >/dev/null 2>&1; then
   $sudo apt-get update -qq
   $sudo apt-get install -y -qq "${debs[@]}" >/dev/null
 fi
+
+# The C++ kernels (model.depthwise_implementation='ffi'), built into
+# mobilenet_jax/ops/kernels/build/ where g++ exists (skipped with a note otherwise); rebuilt only
+# when their source, flags, compiler or jaxlib change.
+bash mobilenet_jax/ops/kernels/build.sh

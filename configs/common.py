@@ -75,7 +75,7 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.model.layer_scale_init = 0.0  # >0: layer scale on 'uib' and 'mqa' branches (V4 hybrids)
   config.model.drop_path_rate = 0.0    # stochastic depth of the last block, linear from 0
   config.model.padding = 'symmetric'
-  config.model.depthwise_implementation = 'auto'   # 'grouped' | 'shifted' | 'shifted_vjp'
+  config.model.depthwise_implementation = 'auto'   # 'grouped' | 'shifted' | 'shifted_vjp' | 'ffi'
   config.model.conv_implementation = 'auto'        # 'conv' | 'matmul'; auto: per backend
   config.model.dtype = 'float32'
 

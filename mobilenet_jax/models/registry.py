@@ -21,8 +21,7 @@ def _mobilenet(model_config: Any) -> nn.Module:
   errors.check_range('model.bn_momentum', model_config.bn_momentum, 0, 1)
   errors.check_positive('model.bn_epsilon', model_config.bn_epsilon)
   errors.check_choice('model.padding', model_config.padding, padding.PADDINGS)
-  errors.check_choice('model.depthwise_implementation',
-                             model_config.depthwise_implementation, depthwise.CHOICES)
+  depthwise.check_implementation(model_config.depthwise_implementation)
   errors.check_choice('model.conv_implementation',
                              model_config.conv_implementation, conv.CHOICES)
   errors.check_choice('model.se_gate', model_config.se_gate, architecture.ACTIVATIONS)

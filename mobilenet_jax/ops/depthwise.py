@@ -20,7 +20,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from mobilenet_jax.ops import implementations
+from mobilenet_jax import errors
+from mobilenet_jax.ops import implementations, kernels
 from mobilenet_jax.ops.padding import output_size, pad_spatially, spatial_padding, windows
 
 
@@ -138,10 +139,25 @@ IMPLEMENTATIONS: dict[str, Callable[..., jax.Array]] = {
     'shifted': _shifted,
     'shifted_vjp': _shifted_vjp,
 }
+# Named only, never picked by 'auto': the C++ kernel (mobilenet_jax/ops/kernels), where built.
+OPT_IN = ('ffi',)
+if kernels.available():
+  IMPLEMENTATIONS['ffi'] = kernels.depthwise
 # 'auto' where it is not measured (implementations.measuring()): the fastest measured on each
 # backend by the benchmark; anything unlisted uses 'grouped'.
 FASTEST_ON_BACKEND = {'cpu': 'shifted_vjp'}
-CHOICES = ('auto', *IMPLEMENTATIONS)
+CHOICES = ('auto', *dict.fromkeys((*IMPLEMENTATIONS, *OPT_IN)))
+
+
+def check_implementation(name: str) -> str:
+  """`name` if this process can run it, else a one-line ConfigError saying why not."""
+  field = 'model.depthwise_implementation'
+  errors.check_choice(field, name, CHOICES)
+  if name == 'ffi' and name not in IMPLEMENTATIONS:
+    raise errors.ConfigError(f"{field}='ffi' is not available: {kernels.unavailable_reason()}")
+  if name == 'ffi' and jax.default_backend() != 'cpu':
+    raise errors.ConfigError(f"{field}='ffi' runs on CPU only, not {jax.default_backend()}")
+  return name
 
 
 def resolve_implementation(name: str) -> str:
@@ -165,8 +181,10 @@ class DepthwiseConv(nn.Module):
     x, kernel = nn.dtypes.promote_dtype(x, kernel, dtype=self.dtype)
     pads = tuple(spatial_padding(size, k, self.strides, self.padding) for size in x.shape[1:3])
     x, kernel, pads = drop_padding_taps(x, kernel, self.strides, pads)
+    check_implementation(self.implementation)
     candidates = {name: functools.partial(_bind, run, stride=self.strides, pads=pads)
-                  for name, run in IMPLEMENTATIONS.items()}
+                  for name, run in IMPLEMENTATIONS.items()
+                  if name not in OPT_IN or name == self.implementation}
     name = implementations.choose(
         'model.depthwise_implementation', self.implementation, candidates, FASTEST_ON_BACKEND,
         'grouped', op=f'depthwise stride {self.strides} pads {pads}',

@@ -1,0 +1,343 @@
+// Depthwise convolution on XLA:CPU through XLA's FFI: forward, input gradient and kernel gradient.
+//
+// Layouts: x, y, dy NHWC float32; the kernel (kh, kw, 1, C), the layout of
+// mobilenet_jax.ops.depthwise. Attributes: stride and the explicit padding (top, bottom, left,
+// right). Padding is handled by skipping the taps that fall outside the input (no padded copy).
+// Every inner loop runs over channels, contiguous in memory, so the compiler vectorises it.
+//
+// Work runs on XLA's intra-op thread pool (the FFI ThreadPool context) when XLA provides one.
+// The handlers are asynchronous: they schedule their parts, run one part on the calling thread
+// and return a future completed by the last part to finish, so no thread waits on another.
+// Every output element is summed in a fixed order whatever the split, and the kernel gradient
+// sums per-chunk buffers whose chunks depend on the shapes only (not on the number of threads
+// or the scheduling), in chunk order: results are bitwise reproducible.
+
+#include <algorithm>
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "xla/ffi/api/ffi.h"
+
+namespace ffi = xla::ffi;
+
+namespace {
+
+// Channels summed in local accumulators at a time (registers, once the loop is unrolled).
+constexpr int64_t kBlock = 16;
+// Multiply-adds below which a part is not worth a task on the thread pool.
+constexpr int64_t kMinTaskWork = 1 << 16;
+// Most partial sums the kernel gradient reduces (each kh * kw * C floats).
+constexpr int64_t kMaxKernelGradChunks = 32;
+
+struct Shape {
+  int64_t n, h, w, c;  // input
+  int64_t oh, ow;      // output
+  int64_t kh, kw;
+  int64_t stride, top, left;
+};
+
+// Checks the buffers' dimensions against each other and the attributes.
+using Dims = ffi::AnyBuffer::Dimensions;
+
+ffi::Error MakeShape(Dims x, Dims k, Dims y, int64_t stride,
+                     int64_t top, int64_t bottom, int64_t left, int64_t right, Shape* s) {
+  if (stride < 1 || top < 0 || bottom < 0 || left < 0 || right < 0) {
+    return ffi::Error::InvalidArgument("depthwise: stride must be >= 1 and pads >= 0");
+  }
+  *s = Shape{x[0], x[1], x[2], x[3], y[1], y[2], k[0], k[1], stride, top, left};
+  const int64_t want_oh = (s->h + top + bottom - s->kh) / stride + 1;
+  const int64_t want_ow = (s->w + left + right - s->kw) / stride + 1;
+  if (k[2] != 1 || k[3] != s->c || y[0] != s->n || y[3] != s->c || s->kh < 1 || s->kw < 1 ||
+      s->h + top + bottom < s->kh || s->w + left + right < s->kw || s->oh != want_oh ||
+      s->ow != want_ow) {
+    return ffi::Error::InvalidArgument(
+        "depthwise: shapes of input " + std::to_string(x[0]) + "x" + std::to_string(x[1]) +
+        "x" + std::to_string(x[2]) + "x" + std::to_string(x[3]) + ", kernel " +
+        std::to_string(k[0]) + "x" + std::to_string(k[1]) + "x" + std::to_string(k[2]) + "x" +
+        std::to_string(k[3]) + " and output " + std::to_string(y[0]) + "x" +
+        std::to_string(y[1]) + "x" + std::to_string(y[2]) + "x" + std::to_string(y[3]) +
+        " do not match the stride and padding");
+  }
+  return ffi::Error::Success();
+}
+
+ffi::Future Ready(ffi::Error error = ffi::Error::Success()) {
+  ffi::Promise promise;
+  ffi::Future future(promise);
+  if (error.success()) {
+    promise.SetAvailable();
+  } else {
+    promise.SetError(std::move(error));
+  }
+  return future;
+}
+
+// Runs part(begin, end) over [0, units) in contiguous ranges, on up to the pool's number of
+// threads (fewer where a part would do less than kMinTaskWork), then finish(); the future
+// completes after finish().
+template <typename Part, typename Finish>
+ffi::Future ParallelFor(ffi::ThreadPool& pool, int64_t units, int64_t work_per_unit, Part part,
+                        Finish finish) {
+  const int64_t by_work = std::max<int64_t>(1, units * work_per_unit / kMinTaskWork);
+  const int64_t parts = std::min({units, by_work, std::max<int64_t>(1, pool.num_threads())});
+  if (parts <= 1) {
+    if (units > 0) part(0, units);
+    finish();
+    return Ready();
+  }
+  struct State {
+    explicit State(int64_t parts) : remaining(parts) {}
+    std::atomic<int64_t> remaining;
+    ffi::Promise promise;
+  };
+  auto state = std::make_shared<State>(parts);
+  ffi::Future future(state->promise);
+  auto run = [state, part, finish, units, parts](int64_t p) {
+    part(units * p / parts, units * (p + 1) / parts);
+    if (state->remaining.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+      finish();
+      state->promise.SetAvailable();
+    }
+  };
+  for (int64_t p = 1; p < parts; ++p) pool.Schedule([run, p] { run(p); });
+  run(0);
+  return future;
+}
+
+// One output (or input-gradient) pixel: out[c] = sum over taps t of a[t][c] * b[t][c], the taps
+// in the order given.
+inline void SumOfProducts(const float* const* a, const float* const* b, int64_t taps,
+                          int64_t channels, float* __restrict out) {
+  int64_t c0 = 0;
+  for (; c0 + kBlock <= channels; c0 += kBlock) {
+    float acc[kBlock] = {};
+    for (int64_t t = 0; t < taps; ++t) {
+      const float* __restrict at = a[t] + c0;
+      const float* __restrict bt = b[t] + c0;
+      for (int64_t c = 0; c < kBlock; ++c) acc[c] += at[c] * bt[c];
+    }
+    for (int64_t c = 0; c < kBlock; ++c) out[c0 + c] = acc[c];
+  }
+  if (c0 < channels) {
+    for (int64_t c = c0; c < channels; ++c) out[c] = 0.0f;
+    for (int64_t t = 0; t < taps; ++t) {
+      const float* __restrict at = a[t];
+      const float* __restrict bt = b[t];
+      for (int64_t c = c0; c < channels; ++c) out[c] += at[c] * bt[c];
+    }
+  }
+}
+
+// For each output column, the (tap column, input column) pairs it reads; -1 marks none.
+std::vector<int64_t> ForwardColumns(const Shape& s) {
+  std::vector<int64_t> columns(s.ow * s.kw, -1);
+  for (int64_t ow = 0; ow < s.ow; ++ow) {
+    for (int64_t j = 0; j < s.kw; ++j) {
+      const int64_t iw = ow * s.stride + j - s.left;
+      if (iw >= 0 && iw < s.w) columns[ow * s.kw + j] = iw;
+    }
+  }
+  return columns;
+}
+
+// y[n, oh, ow, c] = sum_{i, j} x[n, oh*s + i - top, ow*s + j - left, c] * k[i, j, c].
+ffi::Future Forward(ffi::ThreadPool pool, ffi::BufferR4<ffi::F32> x, ffi::BufferR4<ffi::F32> k,
+                    ffi::ResultBufferR4<ffi::F32> y, int64_t stride, int64_t pad_top,
+                    int64_t pad_bottom, int64_t pad_left, int64_t pad_right) {
+  Shape s;
+  if (ffi::Error e = MakeShape(x.dimensions(), k.dimensions(), y->dimensions(), stride, pad_top,
+                               pad_bottom, pad_left, pad_right, &s);
+      !e.success()) {
+    return Ready(std::move(e));
+  }
+  const float* xd = x.typed_data();
+  const float* kd = k.typed_data();
+  float* yd = y->typed_data();
+  auto columns = std::make_shared<std::vector<int64_t>>(ForwardColumns(s));
+  auto rows = [s, xd, kd, yd, columns](int64_t begin, int64_t end) {
+    std::vector<const float*> a(s.kh * s.kw), b(s.kh * s.kw);
+    for (int64_t row = begin; row < end; ++row) {  // row = n * oh + output row
+      const int64_t n = row / s.oh, oh = row % s.oh;
+      for (int64_t ow = 0; ow < s.ow; ++ow) {
+        int64_t taps = 0;
+        for (int64_t i = 0; i < s.kh; ++i) {
+          const int64_t ih = oh * s.stride + i - s.top;
+          if (ih < 0 || ih >= s.h) continue;
+          for (int64_t j = 0; j < s.kw; ++j) {
+            const int64_t iw = (*columns)[ow * s.kw + j];
+            if (iw < 0) continue;
+            a[taps] = xd + ((n * s.h + ih) * s.w + iw) * s.c;
+            b[taps] = kd + (i * s.kw + j) * s.c;
+            ++taps;
+          }
+        }
+        SumOfProducts(a.data(), b.data(), taps, s.c, yd + (row * s.ow + ow) * s.c);
+      }
+    }
+  };
+  return ParallelFor(pool, s.n * s.oh, s.ow * s.kh * s.kw * s.c, rows, [] {});
+}
+
+// dx[n, ih, iw, c] = sum over the taps (i, j) and outputs (oh, ow) with oh*s + i - top = ih and
+// ow*s + j - left = iw of dy[n, oh, ow, c] * k[i, j, c]: a gather, each input pixel written once.
+ffi::Future InputGrad(ffi::ThreadPool pool, ffi::BufferR4<ffi::F32> dy,
+                      ffi::BufferR4<ffi::F32> k, ffi::ResultBufferR4<ffi::F32> dx,
+                      int64_t stride, int64_t pad_top, int64_t pad_bottom, int64_t pad_left,
+                      int64_t pad_right) {
+  Shape s;
+  if (ffi::Error e = MakeShape(dx->dimensions(), k.dimensions(), dy.dimensions(), stride,
+                               pad_top, pad_bottom, pad_left, pad_right, &s);
+      !e.success()) {
+    return Ready(std::move(e));
+  }
+  const float* dyd = dy.typed_data();
+  const float* kd = k.typed_data();
+  float* dxd = dx->typed_data();
+  // For each input column and tap column, the output column that reads it there, or -1.
+  auto columns = std::make_shared<std::vector<int64_t>>(s.w * s.kw, -1);
+  for (int64_t iw = 0; iw < s.w; ++iw) {
+    for (int64_t j = 0; j < s.kw; ++j) {
+      const int64_t t = iw + s.left - j;
+      if (t >= 0 && t % s.stride == 0 && t / s.stride < s.ow) {
+        (*columns)[iw * s.kw + j] = t / s.stride;
+      }
+    }
+  }
+  auto rows = [s, dyd, kd, dxd, columns](int64_t begin, int64_t end) {
+    std::vector<const float*> a(s.kh * s.kw), b(s.kh * s.kw);
+    for (int64_t row = begin; row < end; ++row) {  // row = n * h + input row
+      const int64_t n = row / s.h, ih = row % s.h;
+      for (int64_t iw = 0; iw < s.w; ++iw) {
+        int64_t taps = 0;
+        for (int64_t i = 0; i < s.kh; ++i) {
+          const int64_t t = ih + s.top - i;
+          if (t < 0 || t % s.stride != 0 || t / s.stride >= s.oh) continue;
+          const int64_t oh = t / s.stride;
+          for (int64_t j = 0; j < s.kw; ++j) {
+            const int64_t ow = (*columns)[iw * s.kw + j];
+            if (ow < 0) continue;
+            a[taps] = dyd + ((n * s.oh + oh) * s.ow + ow) * s.c;
+            b[taps] = kd + (i * s.kw + j) * s.c;
+            ++taps;
+          }
+        }
+        SumOfProducts(a.data(), b.data(), taps, s.c, dxd + (row * s.w + iw) * s.c);
+      }
+    }
+  };
+  const int64_t taps_per_pixel = std::max<int64_t>(1, s.kh * s.kw / (s.stride * s.stride));
+  return ParallelFor(pool, s.n * s.h, s.w * taps_per_pixel * s.c, rows, [] {});
+}
+
+// Adds to out[c] (c < kBlock, or channels - c0 in the tail) the sum over count pixels of
+// a[p * a_step + c] * b[p * b_step + c].
+inline void AddDotOverPixels(const float* a, int64_t a_step, const float* b, int64_t b_step,
+                             int64_t count, int64_t channels, float* __restrict out) {
+  int64_t c0 = 0;
+  for (; c0 + kBlock <= channels; c0 += kBlock) {
+    float acc[kBlock] = {};
+    for (int64_t p = 0; p < count; ++p) {
+      const float* __restrict ap = a + p * a_step + c0;
+      const float* __restrict bp = b + p * b_step + c0;
+      for (int64_t c = 0; c < kBlock; ++c) acc[c] += ap[c] * bp[c];
+    }
+    for (int64_t c = 0; c < kBlock; ++c) out[c0 + c] += acc[c];
+  }
+  if (c0 < channels) {
+    float acc[kBlock] = {};
+    const int64_t rest = channels - c0;
+    for (int64_t p = 0; p < count; ++p) {
+      const float* __restrict ap = a + p * a_step + c0;
+      const float* __restrict bp = b + p * b_step + c0;
+      for (int64_t c = 0; c < rest; ++c) acc[c] += ap[c] * bp[c];
+    }
+    for (int64_t c = 0; c < rest; ++c) out[c0 + c] += acc[c];
+  }
+}
+
+// dk[i, j, c] = sum over n, oh, ow of x[n, oh*s + i - top, ow*s + j - left, c] * dy[n, oh, ow, c].
+// The rows (n, oh) are cut into chunks by the shapes alone; each chunk sums into a buffer of
+// its own (row by row, each row's sum over columns added), and the buffers are added in chunk
+// order by the last part to finish.
+ffi::Future KernelGrad(ffi::ThreadPool pool, ffi::BufferR4<ffi::F32> x,
+                       ffi::BufferR4<ffi::F32> dy, ffi::ResultBufferR4<ffi::F32> dk,
+                       int64_t stride, int64_t pad_top, int64_t pad_bottom, int64_t pad_left,
+                       int64_t pad_right) {
+  Shape s;
+  if (ffi::Error e = MakeShape(x.dimensions(), dk->dimensions(), dy.dimensions(), stride,
+                               pad_top, pad_bottom, pad_left, pad_right, &s);
+      !e.success()) {
+    return Ready(std::move(e));
+  }
+  const float* xd = x.typed_data();
+  const float* dyd = dy.typed_data();
+  float* dkd = dk->typed_data();
+  const int64_t size = s.kh * s.kw * s.c;
+  const int64_t rows = s.n * s.oh;
+  const int64_t work_per_row = s.ow * size;
+  const int64_t chunks = std::max<int64_t>(
+      1, std::min({rows, kMaxKernelGradChunks, rows * work_per_row / kMinTaskWork}));
+  // Where each tap column's valid output columns begin and end.
+  auto spans = std::make_shared<std::vector<int64_t>>(2 * s.kw);
+  for (int64_t j = 0; j < s.kw; ++j) {
+    int64_t lo = 0, hi = s.ow;
+    while (lo < hi && lo * s.stride + j - s.left < 0) ++lo;
+    while (hi > lo && (hi - 1) * s.stride + j - s.left >= s.w) --hi;
+    (*spans)[2 * j] = lo;
+    (*spans)[2 * j + 1] = hi;
+  }
+  auto partial = std::make_shared<std::vector<float>>(chunks * size, 0.0f);
+  auto part = [s, xd, dyd, spans, partial, size, rows, chunks](int64_t begin, int64_t end) {
+    for (int64_t chunk = begin; chunk < end; ++chunk) {
+      float* out = partial->data() + chunk * size;
+      for (int64_t row = rows * chunk / chunks; row < rows * (chunk + 1) / chunks; ++row) {
+        const int64_t n = row / s.oh, oh = row % s.oh;
+        const float* dy_row = dyd + row * s.ow * s.c;
+        for (int64_t i = 0; i < s.kh; ++i) {
+          const int64_t ih = oh * s.stride + i - s.top;
+          if (ih < 0 || ih >= s.h) continue;
+          const float* x_row = xd + (n * s.h + ih) * s.w * s.c;
+          for (int64_t j = 0; j < s.kw; ++j) {
+            const int64_t lo = (*spans)[2 * j], hi = (*spans)[2 * j + 1];
+            if (lo >= hi) continue;
+            AddDotOverPixels(x_row + (lo * s.stride + j - s.left) * s.c, s.stride * s.c,
+                             dy_row + lo * s.c, s.c, hi - lo, s.c,
+                             out + (i * s.kw + j) * s.c);
+          }
+        }
+      }
+    }
+  };
+  auto finish = [partial, dkd, size, chunks] {
+    const float* p = partial->data();
+    std::copy(p, p + size, dkd);
+    for (int64_t chunk = 1; chunk < chunks; ++chunk) {
+      const float* __restrict q = p + chunk * size;
+      for (int64_t e = 0; e < size; ++e) dkd[e] += q[e];
+    }
+  };
+  return ParallelFor(pool, chunks, rows * work_per_row / chunks, part, finish);
+}
+
+}  // namespace
+
+#define DEPTHWISE_BINDING             \
+  ffi::Ffi::Bind()                    \
+      .Ctx<ffi::ThreadPool>()         \
+      .Arg<ffi::BufferR4<ffi::F32>>() \
+      .Arg<ffi::BufferR4<ffi::F32>>() \
+      .Ret<ffi::BufferR4<ffi::F32>>() \
+      .Attr<int64_t>("stride")        \
+      .Attr<int64_t>("pad_top")       \
+      .Attr<int64_t>("pad_bottom")    \
+      .Attr<int64_t>("pad_left")      \
+      .Attr<int64_t>("pad_right")
+
+// Arguments: (x, kernel) -> y; (dy, kernel) -> dx; (x, dy) -> dkernel.
+XLA_FFI_DEFINE_HANDLER_SYMBOL(MobilenetJaxDepthwiseForward, Forward, DEPTHWISE_BINDING);
+XLA_FFI_DEFINE_HANDLER_SYMBOL(MobilenetJaxDepthwiseInputGrad, InputGrad, DEPTHWISE_BINDING);
+XLA_FFI_DEFINE_HANDLER_SYMBOL(MobilenetJaxDepthwiseKernelGrad, KernelGrad, DEPTHWISE_BINDING);
