@@ -139,14 +139,14 @@ IMPLEMENTATIONS: dict[str, Callable[..., jax.Array]] = {
     'shifted': _shifted,
     'shifted_vjp': _shifted_vjp,
 }
-# Named only, never picked by 'auto': the C++ kernel (mobilenet_jax/ops/kernels), where built.
-OPT_IN = ('ffi',)
+# The C++ kernel (mobilenet_jax/ops/kernels), where built: float32 on CPU only, so a candidate
+# of 'auto' only there (and never in the table below, which serves where nothing is measured).
 if kernels.available():
   IMPLEMENTATIONS['ffi'] = kernels.depthwise
 # 'auto' where it is not measured (implementations.measuring()): the fastest measured on each
 # backend by the benchmark; anything unlisted uses 'grouped'.
 FASTEST_ON_BACKEND = {'cpu': 'shifted_vjp'}
-CHOICES = ('auto', *dict.fromkeys((*IMPLEMENTATIONS, *OPT_IN)))
+CHOICES = ('auto', *dict.fromkeys((*IMPLEMENTATIONS, 'ffi')))
 
 
 def check_implementation(name: str) -> str:
@@ -184,7 +184,8 @@ class DepthwiseConv(nn.Module):
     check_implementation(self.implementation)
     candidates = {name: functools.partial(_bind, run, stride=self.strides, pads=pads)
                   for name, run in IMPLEMENTATIONS.items()
-                  if name not in OPT_IN or name == self.implementation}
+                  if name != 'ffi' or name == self.implementation
+                  or (jax.default_backend() == 'cpu' and x.dtype == jnp.float32)}
     name = implementations.choose(
         'model.depthwise_implementation', self.implementation, candidates, FASTEST_ON_BACKEND,
         'grouped', op=f'depthwise stride {self.strides} pads {pads}',

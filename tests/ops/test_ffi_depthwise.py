@@ -16,7 +16,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from configs import v3_small
 from mobilenet_jax import errors
 from mobilenet_jax.models.registry import create_model
-from mobilenet_jax.ops import depthwise, kernels
+from mobilenet_jax.ops import depthwise, implementations, kernels
 from mobilenet_jax.ops.padding import PADDINGS, spatial_padding
 
 needs_kernels = pytest.mark.skipif(
@@ -123,9 +123,24 @@ def test_ffi_runs_per_device_on_a_sharded_batch():
     np.testing.assert_allclose(g, w, atol=1e-5, rtol=1e-5)
 
 
-def test_ffi_is_never_chosen_by_auto():
+def test_ffi_is_never_the_table_choice():
+  """Where nothing is measured (the tests, multi-process runs) 'auto' keeps the pure-JAX table."""
   assert depthwise.resolve_implementation('auto') != 'ffi'
   assert 'ffi' not in depthwise.FASTEST_ON_BACKEND.values()
+
+
+@needs_kernels
+@pytest.mark.parametrize('dtype, measured', [(jnp.float32, True), (jnp.bfloat16, False)])
+def test_auto_measures_ffi_for_float32_only(monkeypatch, tmp_path, capsys, dtype, measured):
+  monkeypatch.setenv('MOBILENET_JAX_AUTOTUNE', 'on')
+  monkeypatch.setenv('MOBILENET_JAX_CACHE_DIR', str(tmp_path))
+  monkeypatch.setattr(implementations, '_decided', {})
+  module = depthwise.DepthwiseConv(3, 1, dtype=dtype)
+  x = jnp.ones((2, 6, 6, 4), dtype)
+  params = module.init(jax.random.key(0), x)
+  jax.jit(module.apply)(params, x)
+  chosen = capsys.readouterr().out
+  assert 'measured:' in chosen and ('ffi ' in chosen) == measured, chosen
 
 
 @pytest.mark.parametrize('environment, reason', [
