@@ -7,10 +7,11 @@ later runs and other processes on the machine read it instead of measuring. A GP
 whatever is fastest there without anyone having timed it in advance. Each choice is printed once
 a process.
 
-The measured choice is skipped, for the table of fastest-by-backend, when the measurement is
-turned off (MOBILENET_JAX_AUTOTUNE=off: the tests, for speed and fixed programs) and when
-several processes share a run: each would measure on its own and might compile another program
-than its peers. Naming an implementation in the config forces it and needs neither.
+When several processes share a run (several hosts), process 0 alone measures (or reads its
+cache) and sends its choice to the others, so that every process compiles the same program. The
+measurement is skipped, for the table of fastest-by-backend, when it is turned off
+(MOBILENET_JAX_AUTOTUNE=off: the tests, for speed and fixed programs). Naming an implementation
+in the config forces it and needs neither.
 """
 
 import concurrent.futures
@@ -24,12 +25,14 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.experimental import multihost_utils
 
 from mobilenet_jax import errors
 
 CACHE_FILE = 'implementations.json'
 _REPEATS = 5              # timed runs of each candidate after its compile; the fastest counts
 _SECONDS_PER_CANDIDATE = 2.0  # fewer repeats where one run is long
+_NAME_BYTES = 64          # an implementation's name, as process 0 sends it to the others
 
 _lock = threading.Lock()
 _decided: dict[str, str] = {}  # key -> implementation, this process
@@ -45,7 +48,7 @@ def resolve(field: str, name: str, implementations: Iterable[str],
 
 
 def measuring() -> bool:
-  return os.environ.get('MOBILENET_JAX_AUTOTUNE', 'on') != 'off' and jax.process_count() == 1
+  return os.environ.get('MOBILENET_JAX_AUTOTUNE', 'on') != 'off'
 
 
 def choose(field: str, name: str, candidates: Mapping[str, Callable[..., jax.Array]],
@@ -55,7 +58,8 @@ def choose(field: str, name: str, candidates: Mapping[str, Callable[..., jax.Arr
 
   candidates: implementation name -> function of the inputs (the op's other arguments bound),
   each differentiable in all of them. measure=False takes the table (for parameter init, which
-  runs once on a one-image batch whose shapes no step has).
+  runs once on a one-image batch whose shapes no step has). With several processes, every
+  process must call this for the same ops in the same order (they trace the same model).
   """
   static = resolve(field, name, candidates, fastest_on_backend, default)
   if name != 'auto' or not measure or not measuring() or len(candidates) == 1:
@@ -67,21 +71,48 @@ def choose(field: str, name: str, candidates: Mapping[str, Callable[..., jax.Arr
   with _lock:
     if key in _decided:
       return _decided[key]
-    path = os.path.join(cache_dir(), CACHE_FILE)
-    known = _read_cache(path).get(key)
-    if known and known.get('choice') in candidates:
-      choice, how = known['choice'], 'cached in ' + path
-    else:
-      # Measured in another thread: the calling thread is tracing, and JAX's trace is per thread.
+    choice = how = None
+    if jax.process_index() == 0:
+      choice, how = _cached_or_measured(key, candidates, inputs)
+    if jax.process_count() > 1:
+      # In another thread, as the measurement: the calling thread is tracing.
       with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        seconds = pool.submit(_measure_all, candidates, inputs).result()
-      choice = min(seconds, key=seconds.get)
-      how = 'measured: ' + ', '.join(f'{n} {1e3 * s:.2f} ms' for n, s in sorted(
-          seconds.items(), key=lambda item: item[1]))
-      _write_cache(path, key, {'choice': choice, 'seconds': seconds})
+        choice = pool.submit(_process_0s, choice).result()
+      how = how or "process 0's choice"
+      if choice not in candidates:
+        raise errors.ConfigError(
+            f'{field}=auto: process 0 chose {choice!r} for {op}, which this process cannot run '
+            f'(it has {", ".join(sorted(candidates))}); build the same kernels on every host '
+            'or name an implementation')
     _decided[key] = choice
   print(f'{field}=auto for {op} {shapes}: {choice} ({how})', flush=True)
   return choice
+
+
+def _cached_or_measured(key: str, candidates: Mapping[str, Callable],
+                        inputs: Sequence[jax.ShapeDtypeStruct]) -> tuple[str, str]:
+  """The choice for `key` and how it was made: from the cache file, else measured (and kept)."""
+  path = os.path.join(cache_dir(), CACHE_FILE)
+  known = _read_cache(path).get(key)
+  if known and known.get('choice') in candidates:
+    return known['choice'], 'cached in ' + path
+  # Measured in another thread: the calling thread is tracing, and JAX's trace is per thread.
+  with concurrent.futures.ThreadPoolExecutor(1) as pool:
+    seconds = pool.submit(_measure_all, candidates, inputs).result()
+  choice = min(seconds, key=seconds.get)
+  _write_cache(path, key, {'choice': choice, 'seconds': seconds})
+  return choice, 'measured: ' + ', '.join(
+      f'{n} {1e3 * s:.2f} ms' for n, s in sorted(seconds.items(), key=lambda item: item[1]))
+
+
+def _process_0s(choice: str | None) -> str:
+  """Process 0's `choice`, on every process (a collective: each process calls it in turn)."""
+  data = np.zeros(_NAME_BYTES, np.uint8)
+  if choice is not None:
+    encoded = np.frombuffer(choice.encode(), np.uint8)
+    data[:len(encoded)] = encoded
+  received = np.asarray(multihost_utils.broadcast_one_to_all(data))
+  return bytes(received).rstrip(b'\0').decode()
 
 
 def cache_dir() -> str:

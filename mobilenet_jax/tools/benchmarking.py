@@ -29,8 +29,9 @@ def _synthetic_batch(config, batch: int) -> dict:
           'label': rng.integers(0, config.model.num_classes, batch).astype(np.int32)}
 
 
-def jax_step(config, mode: str, batch: int) -> tuple[Callable[[], None], dict]:
-  """A function running one step (blocking until done), and compile time and memory figures."""
+def jax_step(config, mode: str, batch: int) -> tuple[Callable[[], None], dict, str]:
+  """A function running one step (blocking until done), compile time and memory figures, and
+  the compiled step's optimized HLO text."""
   model = setup.build_model(config)
   compiled = parallel.compile_steps(model, config, steps_per_epoch=1000, num_steps=10**6)
   state = compiled.init()
@@ -60,7 +61,8 @@ def jax_step(config, mode: str, batch: int) -> tuple[Callable[[], None], dict]:
   else:
     def run():
       compiled(*args).block_until_ready()
-  return run, {'compile_seconds': compile_seconds, 'xla_peak_memory_mb': peak_mb}
+  return (run, {'compile_seconds': compile_seconds, 'xla_peak_memory_mb': peak_mb},
+          compiled.as_text())
 
 
 def torch_step(config, mode: str, batch: int, params: int) -> tuple[Callable[[], None], dict]:
@@ -108,7 +110,7 @@ def benchmark(config, mode: str, batch: int, steps: int, rounds: int,
   config.batch_size = batch
   params, madds = complexity.totals(complexity.layer_costs(
       setup.build_model(config), config.input.image_size))
-  runners = {'jax': jax_step(config, mode, batch)}
+  runners = {'jax': jax_step(config, mode, batch)[:2]}
   if compare_torch:
     runners['torch'] = torch_step(config, mode, batch, params)
   seconds = {name: [] for name in runners}

@@ -1,6 +1,10 @@
 """'auto' implementations: the table without measurement, else measured once and cached on disk."""
 
 import json
+import os
+import socket
+import subprocess
+import sys
 
 import flax.linen as nn
 import jax
@@ -11,6 +15,7 @@ import pytest
 from mobilenet_jax import errors
 from mobilenet_jax.ops import conv, depthwise, implementations
 
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 INPUTS = [jax.ShapeDtypeStruct((2, 8, 8, 4), jnp.float32)]
 
 
@@ -81,3 +86,43 @@ def test_modules_run_the_measured_choice(measured, capsys, module, field):
   assert f'model.{field}_implementation=auto for {field}' in chosen
   name = json.loads(measured.read_text()).popitem()[1]['choice']
   np.testing.assert_allclose(y, module(name).apply(params, x), rtol=1e-6, atol=1e-6)
+
+
+TWO_PROCESSES = """
+import sys
+import jax
+import jax.numpy as jnp
+from mobilenet_jax.ops import implementations
+from mobilenet_jax.train import parallel
+parallel.initialize_hosts()
+if jax.process_index() == 1:
+  implementations._measure_all = lambda *args: sys.exit('process 1 measured')
+slow = lambda x: 2 * x + 0.0 * jnp.sum(jnp.sin(jnp.tile(x.reshape(-1), 4000)))
+candidates = {'slow': slow, 'fast': lambda x: 2 * x}
+for op in ('first', 'second'):
+  choice = implementations.choose('model.f', 'auto', candidates, {}, 'slow', op=op,
+                                  inputs=[jax.ShapeDtypeStruct((2, 8, 8, 4), jnp.float32)])
+  print('chose', op, choice)
+"""
+
+
+def test_several_processes_run_the_choice_of_process_0(tmp_path):
+  """Each process would measure on its own and might compile another program than its peers."""
+  with socket.socket() as s:
+    s.bind(('127.0.0.1', 0))
+    port = s.getsockname()[1]
+  processes = []
+  for index in (0, 1):
+    env = {**os.environ, 'XLA_FLAGS': '--xla_force_host_platform_device_count=1',
+           'MOBILENET_JAX_AUTOTUNE': 'on', 'MOBILENET_JAX_CACHE_DIR': str(tmp_path / str(index)),
+           'JAX_COORDINATOR_ADDRESS': f'127.0.0.1:{port}', 'JAX_NUM_PROCESSES': '2',
+           'JAX_PROCESS_ID': str(index)}
+    processes.append(subprocess.Popen([sys.executable, '-c', TWO_PROCESSES], cwd=ROOT, env=env,
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+  outputs = [p.communicate(timeout=300) for p in processes]
+  for process, (out, err) in zip(processes, outputs):
+    assert process.returncode == 0, err[-2000:]
+    assert 'chose first fast' in out and 'chose second fast' in out, out
+  assert "(process 0's choice)" in outputs[1][0]
+  assert (tmp_path / '0' / implementations.CACHE_FILE).exists()
+  assert not (tmp_path / '1').exists()  # process 1 neither measured nor wrote a cache
