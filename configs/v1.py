@@ -11,15 +11,15 @@ ImageNet):
 The paper's multipliers are fields (`--config.model.width_multiplier=0.5`,
 `--config.input.image_size=160`); `python -m experiments.summary --all` prints its grid.
 Variants: `small_image` (28-32 px inputs) and `fashion_mnist`, Fashion-MNIST at 28 px offline
-with V3-Small's 17-epoch recipe, not run here in full for V1 (the README lists short runs):
+with the 20-epoch recipe of `common.fashion_mnist`, not run here in full for V1 (the README lists short runs):
   python -m experiments.train --config=configs/v1.py:fashion_mnist --workdir=runs/v1
 
 `:modern`: a modern ImageNet recipe (`common.modern`: AdamW, cosine over 500 epochs,
 RandAugment, EMA), meant to reproduce the MobileNetV4 paper's retrained V1: 74.0% top-1
 (paper 70.6%). Not run here:
   python -m experiments.train --config=configs/v1.py:modern --workdir=DIR --config.data_dir=...
-`:fashion_mnist_long`: 100 Fashion-MNIST epochs with RandAugment and random erasing
-(`common.fashion_mnist_long`); not run here for V1.
+`:fashion_mnist_long`: 50 Fashion-MNIST epochs at total stride 8 with RandAugment and random
+erasing (`common.fashion_mnist_long`); not run here for V1.
 """
 
 from configs import common

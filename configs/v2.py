@@ -8,7 +8,7 @@ L2 4e-5). Not run here (no ImageNet).
   python -m experiments.train --config=configs/v2.py --workdir=DIR --config.data_dir=...
   python -m experiments.summary --config=configs/v2.py --config.model.width_multiplier=1.4
 
-`:fashion_mnist`, offline at 28 px: the 17-epoch recipe of V3-Small; not run here in full
+`:fashion_mnist`, offline at 28 px: the 20-epoch recipe of `common.fashion_mnist`; not run here in full
 (the README lists short runs on a 2-core CPU).
   python -m experiments.train --config=configs/v2.py:fashion_mnist --workdir=runs/v2
 
@@ -18,8 +18,8 @@ Variants: `small_image` (28-32 px inputs), `fashion_mnist`.
 RandAugment, EMA), meant to reproduce the MobileNetV4 paper's retrained V2: 73.4% top-1
 (paper 72.0%). Not run here:
   python -m experiments.train --config=configs/v2.py:modern --workdir=DIR --config.data_dir=...
-`:fashion_mnist_long`: 100 Fashion-MNIST epochs with RandAugment and random erasing
-(`common.fashion_mnist_long`); not run here for V2.
+`:fashion_mnist_long`: 50 Fashion-MNIST epochs at total stride 8 with RandAugment and random
+erasing (`common.fashion_mnist_long`); not run here for V2.
 """
 
 from configs import common
