@@ -57,8 +57,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       if stopping:
         _stop_after_the_checkpoint(manager, stop, step, workdir)
       if periodic.itstime(step, config.eval_every_steps, run.num_steps):
-        evals.append((step, evaluate(step, state)))
-        meter.restart_clock()  # evaluation time is not training time
+        with meter.paused():  # evaluation time is not training time
+          evals.append((step, evaluate(step, state)))
     checkpointing.finish(manager)
     if not evals:  # the run had already finished: evaluate what it left
       evals.append((start_step, evaluate(start_step, state)))

@@ -20,7 +20,7 @@ class Meter:
   """Throughput over each log interval, and over the run for the results record.
 
   The first interval after a start or resume includes compilation, so it is left out of the run's
-  timed total; time spent evaluating is left out by `restart_clock`.
+  timed total; time spent evaluating is left out by `paused`.
   """
 
   def __init__(self, first_step: int, total_steps: int, batch_size: int):
@@ -35,8 +35,13 @@ class Meter:
     yield
     self._wait += time.perf_counter() - start
 
-  def restart_clock(self) -> None:
-    self._start = time.perf_counter()
+  @contextlib.contextmanager
+  def paused(self):
+    """Time inside (an evaluation) is not training time; the steps of the interval before it
+    keep theirs."""
+    start = time.perf_counter()
+    yield
+    self._start += time.perf_counter() - start
 
   def lap(self, step: int, steps: int) -> tuple[dict[str, float], float]:
     """({'images_per_second', 'input_wait_fraction'} of the `steps` steps up to `step` since the
