@@ -143,7 +143,8 @@ def plot_pareto(rows: list[dict], path: str) -> str:
                                      ('params', 'parameters (millions)'))):
     _plot_families(ax, rows, lambda r, key=key: r[key] and r[key] / 1e6)
     ax.set_xlabel(label)
-  axes[0].legend()
+  if axes[0].get_legend_handles_labels()[0]:  # a sweep with no finished run has no curve yet
+    axes[0].legend()
   fig.tight_layout()
   fig.savefig(path, dpi=120)
   plt.close(fig)
@@ -162,7 +163,8 @@ def plot_time(rows: list[dict], path: str) -> str:
     _plot_families(ax, rows, train_minutes, key)
     ax.set_xlabel('training time (minutes)')
     ax.set_title(title, fontsize=9)
-  axes[0].legend()
+  if axes[0].get_legend_handles_labels()[0]:  # a sweep with no finished run has no curve yet
+    axes[0].legend()
   fig.tight_layout()
   fig.savefig(path, dpi=120)
   plt.close(fig)
