@@ -23,7 +23,7 @@ from mobilenet_jax.tools import profiling  # pylint: disable=g-import-not-at-top
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Model config file.')
 _BATCH = flags.DEFINE_integer('batch', 32, 'Global batch size.')
-_STEPS = flags.DEFINE_integer('steps', 5, 'Traced steps (after two untraced warm-up steps).')
+_STEPS = flags.DEFINE_integer('steps', 5, 'Traced steps (after five untraced ones).')
 _TOP = flags.DEFINE_integer('top', 10, 'Also list this many slowest instructions.')
 _JSON = flags.DEFINE_bool('json', False, 'Print one JSON object instead of text.')
 flags.mark_flags_as_required(['config'])
@@ -32,8 +32,8 @@ flags.mark_flags_as_required(['config'])
 def describe(result: dict, top: int) -> str:
   total = result['op_ms_per_step']
   lines = [f"{result['config']} train step, batch {result['batch']} at {result['image_size']} "
-           f"px: {result['untraced_step_ms']:.0f} ms wall untraced, {total:.0f} ms of op time "
-           'per step (summed over threads)',
+           f"px: {result['untraced_step_ms']:.0f} ms a step untraced (median of 3), "
+           f'{total:.0f} ms of op time per step (summed over threads)',
            f"{'class':<28} {'ms/step':>9} {'share':>7}"]
   for name, ms in result['classes_ms'].items():
     lines.append(f'{name:<28} {ms:>9.1f} {100 * ms / total:>6.1f}%')

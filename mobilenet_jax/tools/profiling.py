@@ -15,6 +15,7 @@ import collections
 import dataclasses
 import glob
 import re
+import statistics
 import tempfile
 import time
 from collections.abc import Callable, Iterable
@@ -174,10 +175,12 @@ def profile_train_step(config, batch: int, steps: int) -> dict:
   train steps over a global batch of `batch`."""
   config.batch_size = batch
   run, _, hlo_text = benchmarking.jax_step(config, 'train', batch)
-  run()
-  start = time.perf_counter()
-  run()
-  untraced = time.perf_counter() - start
+  untraced = []
+  for _ in range(5):  # the first steps after compiling run slower (memory first touched)
+    start = time.perf_counter()
+    run()
+    untraced.append(time.perf_counter() - start)
+  untraced = statistics.median(untraced[2:])
   data = trace(run, steps)
   instructions = parse_hlo(hlo_text)
   module = hlo_text.split('HloModule ', 1)[1].split(',', 1)[0].split()[0]
