@@ -29,9 +29,10 @@ def _synthetic_batch(config, batch: int) -> dict:
           'label': rng.integers(0, config.model.num_classes, batch).astype(np.int32)}
 
 
-def jax_step(config, mode: str, batch: int) -> tuple[Callable[[], None], dict, str]:
+def jax_step(config, mode: str, batch: int
+             ) -> tuple[Callable[[], None], dict, jax.stages.Compiled]:
   """A function running one step (blocking until done), compile time and memory figures, and
-  the compiled step's optimized HLO text."""
+  the compiled step (its optimized HLO for a profile)."""
   model = setup.build_model(config)
   compiled = parallel.compile_steps(model, config, steps_per_epoch=1000, num_steps=10**6)
   state = compiled.init()
@@ -61,8 +62,7 @@ def jax_step(config, mode: str, batch: int) -> tuple[Callable[[], None], dict, s
   else:
     def run():
       compiled(*args).block_until_ready()
-  return (run, {'compile_seconds': compile_seconds, 'xla_peak_memory_mb': peak_mb},
-          compiled.as_text())
+  return run, {'compile_seconds': compile_seconds, 'xla_peak_memory_mb': peak_mb}, compiled
 
 
 def torch_step(config, mode: str, batch: int, params: int) -> tuple[Callable[[], None], dict]:

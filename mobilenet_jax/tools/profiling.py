@@ -174,14 +174,15 @@ def profile_train_step(config, batch: int, steps: int) -> dict:
   """The class split (ms per step, all devices) and slowest instructions of `steps` traced
   train steps over a global batch of `batch`."""
   config.batch_size = batch
-  run, _, hlo_text = benchmarking.jax_step(config, 'train', batch)
-  untraced = []
+  run, _, compiled = benchmarking.jax_step(config, 'train', batch)
+  step_seconds = []
   for _ in range(5):  # the first steps after compiling run slower (memory first touched)
     start = time.perf_counter()
     run()
-    untraced.append(time.perf_counter() - start)
-  untraced = statistics.median(untraced[2:])
+    step_seconds.append(time.perf_counter() - start)
+  untraced = statistics.median(step_seconds[2:])
   data = trace(run, steps)
+  hlo_text = compiled.as_text()
   instructions = parse_hlo(hlo_text)
   module = hlo_text.split('HloModule ', 1)[1].split(',', 1)[0].split()[0]
   # The compiled HLO is one device's program: its shapes hold the batch of one device.
