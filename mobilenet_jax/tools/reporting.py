@@ -136,6 +136,11 @@ def _plot_families(ax, rows: list[dict], x_of, y_key: str = 'top1') -> None:
   ax.grid(alpha=0.3)
 
 
+def _legend(ax) -> None:
+  if ax.get_legend_handles_labels()[0]:  # a sweep with no finished run has no curve yet
+    ax.legend()
+
+
 def plot_pareto(rows: list[dict], path: str) -> str:
   """Top-1 against MAdds and against params, one labelled curve per family."""
   fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
@@ -143,8 +148,7 @@ def plot_pareto(rows: list[dict], path: str) -> str:
                                      ('params', 'parameters (millions)'))):
     _plot_families(ax, rows, lambda r, key=key: r[key] and r[key] / 1e6)
     ax.set_xlabel(label)
-  if axes[0].get_legend_handles_labels()[0]:  # a sweep with no finished run has no curve yet
-    axes[0].legend()
+  _legend(axes[0])
   fig.tight_layout()
   fig.savefig(path, dpi=120)
   plt.close(fig)
@@ -163,8 +167,7 @@ def plot_time(rows: list[dict], path: str) -> str:
     _plot_families(ax, rows, train_minutes, key)
     ax.set_xlabel('training time (minutes)')
     ax.set_title(title, fontsize=9)
-  if axes[0].get_legend_handles_labels()[0]:  # a sweep with no finished run has no curve yet
-    axes[0].legend()
+  _legend(axes[0])
   fig.tight_layout()
   fig.savefig(path, dpi=120)
   plt.close(fig)
