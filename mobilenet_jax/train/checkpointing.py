@@ -9,6 +9,7 @@ restore checks every array against it, and a step that fails to restore or to ma
 aside (`<step>.corrupt`, which orbax does not take for a step) for the previous one.
 """
 
+import dataclasses
 import errno
 import glob
 import hashlib
@@ -133,15 +134,44 @@ def _remove_orphaned_manifests(manager: ocp.CheckpointManager) -> None:
       os.remove(path)
 
 
-def _check_shapes(manager: ocp.CheckpointManager, step: int, abstract_state: Any) -> None:
-  """Raises ConfigError when the checkpoint holds another architecture than the config's: the
-  config is wrong, not the checkpoint, so nothing is moved aside."""
+def _saved_tree(manager: ocp.CheckpointManager, step: int) -> Any | None:
+  """The metadata tree of the checkpoint of `step`; None when unreadable (then the restore
+  fails, as for any damage)."""
   try:
     item = os.path.join(str(manager.directory), str(step), 'default')
     saved = ocp.StandardCheckpointHandler().metadata(epath.Path(item))
-    saved = getattr(saved, 'tree', saved)
   except Exception:  # pylint: disable=broad-exception-caught
-    return  # unreadable metadata: the restore below fails, as for any damage
+    return None
+  return getattr(saved, 'tree', saved)
+
+
+def _absent_fields(saved: Any, abstract_state: Any) -> list[str]:
+  """The fields of `abstract_state` that the checkpoint `saved` lacks: it was written by an
+  older version, before the state gained them."""
+  if not isinstance(saved, dict) or not dataclasses.is_dataclass(abstract_state):
+    return []
+  fields = {_names(path)[0] for path, _ in jax.tree_util.tree_leaves_with_path(abstract_state)}
+  return sorted(name for name in fields if name not in saved)
+
+
+def _restore(manager: ocp.CheckpointManager, step: int, saved: Any, abstract_state: Any) -> Any:
+  """The checkpoint of `step` in `abstract_state`'s shapes; the fields it lacks (`saved` is
+  its metadata) are None, for the state to fill in (`with_fields_added_since`)."""
+  absent = _absent_fields(saved, abstract_state)
+  if not absent:
+    return manager.restore(step, args=ocp.args.StandardRestore(abstract_state))
+  # Orbax restores only into the tree that was saved: the fields it holds, as a dict.
+  present = {name: getattr(abstract_state, name) for name in saved}
+  restored = manager.restore(step, args=ocp.args.StandardRestore(present))
+  return abstract_state.replace(**restored, **dict.fromkeys(absent))
+
+
+def _check_shapes(manager: ocp.CheckpointManager, step: int, saved: Any,
+                  abstract_state: Any) -> None:
+  """Raises ConfigError when the checkpoint holds another architecture than the config's: the
+  config is wrong, not the checkpoint, so nothing is moved aside."""
+  if saved is None:
+    return
   saved_shapes = {_names(p): tuple(getattr(m, 'shape', ()))
                   for p, m in jax.tree_util.tree_leaves_with_path(saved)}
   for path, leaf in jax.tree_util.tree_leaves_with_path(abstract_state):
@@ -173,17 +203,20 @@ def restore_latest(manager: ocp.CheckpointManager, abstract_state: Any) -> Any |
   """The latest intact checkpoint, restored into `abstract_state`'s shapes and shardings.
 
   Newest first, each step must restore and match its manifest; one that does not is moved
-  aside with a line saying so, and the step before it is tried.
+  aside with a line saying so, and the step before it is tried. A checkpoint of an older
+  version, which lacks fields the state has gained since, restores into those it has.
   """
   for step in sorted(manager.all_steps(), reverse=True):
-    _check_shapes(manager, step, abstract_state)
+    saved = _saved_tree(manager, step)
+    _check_shapes(manager, step, saved, abstract_state)
     try:
-      state = manager.restore(step, args=ocp.args.StandardRestore(abstract_state))
+      state = _restore(manager, step, saved, abstract_state)
       problem = _verify(manager, step, state)
     except Exception as error:  # pylint: disable=broad-exception-caught
       problem = f'{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ""}'
     if problem is None:
-      return state
+      fill = getattr(state, 'with_fields_added_since', None)
+      return fill() if fill else state
     _move_aside(manager, step, problem)
   return None
 

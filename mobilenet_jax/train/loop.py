@@ -95,7 +95,8 @@ def initial_state(compiled: parallel.ParallelSteps, run: setup.Setup) -> steps.T
   # freed twice.
   variables = jax.tree.map(jnp.copy, jax.device_put(variables, compiled.replicated))
   return state.replace(params=variables['params'], batch_stats=variables['batch_stats'],
-                       ema_params=jax.tree.map(jnp.copy, variables['params']))
+                       ema_params=jax.tree.map(jnp.copy, variables['params']),
+                       ema_batch_stats=jax.tree.map(jnp.copy, variables['batch_stats']))
 
 
 def _restore_or_initialise(manager, compiled: parallel.ParallelSteps, run: setup.Setup,

@@ -21,6 +21,17 @@ _MIX_STREAM = 0x6D6978
 class TrainState(train_state.TrainState):
   batch_stats: Any
   ema_params: Any
+  # The EMA weights' own batch-norm statistics, averaged as the weights are (as timm's model EMA
+  # does): mid-run the raw model's running statistics do not describe the averaged weights.
+  ema_batch_stats: Any
+
+  def with_fields_added_since(self) -> 'TrainState':
+    """This state with the fields that a checkpoint of an older version lacks (restored as
+    None) filled in: the EMA statistics of a run that had none start from the raw ones."""
+    if self.ema_batch_stats is not None:
+      return self
+    # A buffer of its own: the train step donates the state (see `loop.initial_state`).
+    return self.replace(ema_batch_stats=jax.tree.map(jnp.copy, self.batch_stats))
 
 
 def create_train_state(model: nn.Module, image_size: int, seed: int,
@@ -28,7 +39,8 @@ def create_train_state(model: nn.Module, image_size: int, seed: int,
   variables = model.init(jax.random.key(seed), jnp.zeros((1, image_size, image_size, 3)))
   return TrainState.create(apply_fn=model.apply, params=variables['params'], tx=tx,
                            batch_stats=variables['batch_stats'],
-                           ema_params=variables['params'])
+                           ema_params=variables['params'],
+                           ema_batch_stats=variables['batch_stats'])
 
 
 def ema_decay_at(step: jax.Array, decay: float) -> jax.Array:
@@ -39,9 +51,9 @@ def ema_decay_at(step: jax.Array, decay: float) -> jax.Array:
 def train_step(state: TrainState, batch: dict, *, schedule: optax.Schedule, num_classes: int,
                label_smoothing: float, ema_decay: float, dropout_seed: int,
                mixing: Mixing = Mixing()) -> tuple[TrainState, dict]:
-  """One optimizer step on `batch`; `ema_decay` 0 makes the EMA weights the weights. Mixup and
-  CutMix (`mixing`) mix the smoothed targets; the reported accuracy is against the batch's own
-  labels."""
+  """One optimizer step on `batch`; `ema_decay` 0 makes the EMA weights and their batch-norm
+  statistics the raw ones. Mixup and CutMix (`mixing`) mix the smoothed targets; the reported
+  accuracy is against the batch's own labels."""
   dropout_key = jax.random.fold_in(jax.random.key(dropout_seed), state.step)
   images = batch['image']
   targets = optax.smooth_labels(jax.nn.one_hot(batch['label'], num_classes), label_smoothing)
@@ -57,12 +69,12 @@ def train_step(state: TrainState, batch: dict, *, schedule: optax.Schedule, num_
 
   (loss, (logits, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
   new_state = state.apply_gradients(grads=grads, batch_stats=batch_stats)
+  averaged = (new_state.params, new_state.batch_stats)
   if ema_decay > 0:
     decay = ema_decay_at(state.step, ema_decay)
-    new_state = new_state.replace(ema_params=optax.incremental_update(
-        new_state.params, state.ema_params, step_size=1.0 - decay))
-  else:
-    new_state = new_state.replace(ema_params=new_state.params)
+    averaged = optax.incremental_update(averaged, (state.ema_params, state.ema_batch_stats),
+                                        step_size=1.0 - decay)
+  new_state = new_state.replace(ema_params=averaged[0], ema_batch_stats=averaged[1])
   metrics = {'loss': loss,
              'accuracy': jnp.mean(jnp.argmax(logits, -1) == batch['label']),
              'learning_rate': schedule(state.step)}
@@ -70,12 +82,14 @@ def train_step(state: TrainState, batch: dict, *, schedule: optax.Schedule, num_
 
 
 def eval_step(state: TrainState, batch: dict) -> dict:
-  """Sums over the batch for raw and EMA weights; padding examples (mask 0) count for nothing."""
+  """Sums over the batch for the raw and the EMA weights, each with its own batch-norm
+  statistics; padding examples (mask 0) count for nothing."""
   mask = batch['mask'].astype(jnp.float32)
   sums = {'count': mask.sum()}
-  for name, params in (('raw', state.params), ('ema', state.ema_params)):
-    logits = state.apply_fn({'params': params, 'batch_stats': state.batch_stats},
-                            batch['image'], train=False)
+  for name, variables in (('raw', {'params': state.params, 'batch_stats': state.batch_stats}),
+                          ('ema', {'params': state.ema_params,
+                                   'batch_stats': state.ema_batch_stats})):
+    logits = state.apply_fn(variables, batch['image'], train=False)
     top5 = jax.lax.top_k(logits, 5)[1]
     labels = batch['label']
     sums[f'{name}/top1'] = ((top5[:, 0] == labels) * mask).sum()

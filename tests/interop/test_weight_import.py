@@ -94,8 +94,9 @@ def test_init_from_loads_the_weights_resizes_the_classifier_and_fine_tunes_it(tm
   stem = reference.state_dict()['features.0.0.weight'].numpy().transpose(2, 3, 1, 0)
   np.testing.assert_array_equal(state.params['conv_0']['conv_bn']['conv']['kernel'], stem)
   np.testing.assert_array_equal(state.ema_params['conv_0']['conv_bn']['conv']['kernel'], stem)
-  np.testing.assert_array_equal(state.batch_stats['conv_0']['conv_bn']['bn']['var'],
-                                reference.state_dict()['features.0.1.running_var'].numpy())
+  for stats in (state.batch_stats, state.ema_batch_stats):
+    np.testing.assert_array_equal(stats['conv_0']['conv_bn']['bn']['var'],
+                                  reference.state_dict()['features.0.1.running_var'].numpy())
   assert state.params['classifier']['kernel'].shape == (1024, 10)
   classifier = np.array(state.params['classifier']['kernel'])  # a copy: the state is donated
   rng = np.random.default_rng(0)

@@ -1,15 +1,18 @@
 """Checkpoints prove themselves: a damaged one is moved aside for the one before it, a failed
-write names the last intact one, and a config of another shape is refused, not blamed."""
+write names the last intact one, a config of another shape is refused, not blamed, and one
+written before the state gained a field still resumes."""
 
 import errno
 import json
 import os
 import shutil
+from typing import Any
 
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
+from flax.training import train_state
 
 from mobilenet_jax import train
 from mobilenet_jax.errors import CheckpointWriteError, ConfigError
@@ -97,3 +100,32 @@ def test_a_failed_write_names_the_last_intact_checkpoint_and_leaves_no_partial(
   assert 'could not write the checkpoint of step 4' in message and '\n' not in message
   assert 'No space left on device; the last intact checkpoint is step 2' in message
   assert sorted(os.listdir(tmp_path / 'checkpoints')) == ['2', '2.integrity.json']
+
+
+class _StateBeforeEmaStatistics(train_state.TrainState):
+  """The train state as checkpoints written before `ema_batch_stats` hold it."""
+  batch_stats: Any
+  ema_params: Any
+
+
+def test_a_checkpoint_of_an_older_layout_resumes_with_ema_statistics_from_the_raw_ones(
+    tmp_path, capsys):
+  config = tiny_config()
+  compiled = parallel.compile_steps(setup.build_model(config), config, 3, 4)
+  state = compiled.init()
+  older = _StateBeforeEmaStatistics(
+      step=state.step, apply_fn=state.apply_fn, params=state.params, tx=state.tx,
+      opt_state=state.opt_state, batch_stats=state.batch_stats, ema_params=state.ema_params)
+  manager = checkpointing.create_manager(str(tmp_path), 3, asynchronous=False)
+  checkpointing.save(manager, 2, older)
+  checkpointing.finish(manager)
+  restored = checkpointing.restore_latest(manager, compiled.abstract_state)
+  manager.close()
+  assert 'damaged' not in capsys.readouterr().out
+  assert sorted(os.listdir(tmp_path / 'checkpoints')) == ['2', '2.integrity.json']
+  jax.tree.map(np.testing.assert_array_equal, jax.device_get(restored.ema_batch_stats),
+               jax.device_get(state.batch_stats))
+  images = np.zeros((8, 16, 16, 3), np.float32)
+  resumed, metrics = compiled.train_step(restored, compiled.to_devices(
+      {'image': images, 'label': np.zeros(8, np.int32)}))  # donates: the buffers are its own
+  assert int(resumed.step) == 1 and np.isfinite(float(metrics['loss']))

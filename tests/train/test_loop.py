@@ -102,6 +102,30 @@ def test_eight_devices_and_one_give_the_same_training(tmp_path):
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-5), one, eight)
 
 
+def test_the_ema_weights_are_evaluated_with_batch_norm_statistics_averaged_alike():
+  config = tiny_config(batch_size=16, **{'model.dropout_rate': 0.0})  # ema_decay 0.9
+  compiled = parallel.compile_steps(setup.build_model(config), config, steps_per_epoch=10,
+                                    num_steps=3)
+  rng = np.random.default_rng(1)
+  batches = [{'image': rng.normal(size=(16, 16, 16, 3)).astype(np.float32),
+              'label': rng.integers(0, 10, 16)} for _ in range(3)]
+  state = compiled.init()
+  expected = jax.device_get(state.ema_batch_stats)
+  for step, batch in enumerate(batches):
+    state, _ = compiled.train_step(state, compiled.to_devices(batch))
+    decay = min(config.ema_decay, (1 + step) / (10 + step))
+    expected = jax.tree.map(lambda e, s, d=decay: d * e + (1 - d) * s, expected,
+                            jax.device_get(state.batch_stats))
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
+               jax.device_get(state.ema_batch_stats), expected)
+  assert not np.allclose(jax.tree.leaves(state.ema_batch_stats)[0],
+                         jax.tree.leaves(state.batch_stats)[0])
+  batch = compiled.to_devices({**batches[0], 'mask': np.ones(16, np.float32)})
+  as_raw = state.replace(params=state.ema_params, batch_stats=state.ema_batch_stats)
+  assert float(compiled.eval_step(state, batch)['ema/loss']) == pytest.approx(
+      float(compiled.eval_step(as_raw, batch)['raw/loss']), rel=1e-6)
+
+
 def test_a_nan_loss_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint(tmp_path):
   config = tiny_config(num_train_steps=6, learning_rate=1e30, log_every_steps=2,
                        checkpoint_every_steps=1)
