@@ -37,8 +37,7 @@ def export_run(workdir: str, fmt: str, quantize: str, weights: str, output: str 
   config, model, builder, spec = run.config, run.setup.model, run.setup.builder, run.setup.spec
   state = jax.tree.map(np.asarray, run.state)
   step = int(state.step)
-  variables = ({'params': state.params, 'batch_stats': state.batch_stats} if weights == 'raw'
-               else {'params': state.ema_params, 'batch_stats': state.ema_batch_stats})
+  variables = state.variables(weights)
   size = config.input.image_size
   eval_images, eval_labels = _images(input_pipeline.eval_batches(builder, config, spec),
                                      eval_examples)

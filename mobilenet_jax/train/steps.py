@@ -25,6 +25,12 @@ class TrainState(train_state.TrainState):
   # does): mid-run the raw model's running statistics do not describe the averaged weights.
   ema_batch_stats: Any
 
+  def variables(self, weights: str) -> dict:
+    """The model's variables of the 'raw' or the 'ema' weights, each with its own statistics."""
+    if weights == 'raw':
+      return {'params': self.params, 'batch_stats': self.batch_stats}
+    return {'params': self.ema_params, 'batch_stats': self.ema_batch_stats}
+
   def with_fields_added_since(self) -> 'TrainState':
     """This state with the fields that a checkpoint of an older version lacks (restored as
     None) filled in: the EMA statistics of a run that had none start from the raw ones."""
@@ -86,10 +92,8 @@ def eval_step(state: TrainState, batch: dict) -> dict:
   statistics; padding examples (mask 0) count for nothing."""
   mask = batch['mask'].astype(jnp.float32)
   sums = {'count': mask.sum()}
-  for name, variables in (('raw', {'params': state.params, 'batch_stats': state.batch_stats}),
-                          ('ema', {'params': state.ema_params,
-                                   'batch_stats': state.ema_batch_stats})):
-    logits = state.apply_fn(variables, batch['image'], train=False)
+  for name in ('raw', 'ema'):
+    logits = state.apply_fn(state.variables(name), batch['image'], train=False)
     top5 = jax.lax.top_k(logits, 5)[1]
     labels = batch['label']
     sums[f'{name}/top1'] = ((top5[:, 0] == labels) * mask).sum()
