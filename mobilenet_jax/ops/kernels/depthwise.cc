@@ -132,16 +132,77 @@ inline void SumOfProducts(const float* const* a, const float* const* b, int64_t 
   }
 }
 
-// For each output column, the (tap column, input column) pairs it reads; -1 marks none.
-std::vector<int64_t> ForwardColumns(const Shape& s) {
-  std::vector<int64_t> columns(s.ow * s.kw, -1);
-  for (int64_t ow = 0; ow < s.ow; ++ow) {
-    for (int64_t j = 0; j < s.kw; ++j) {
-      const int64_t iw = ow * s.stride + j - s.left;
-      if (iw >= 0 && iw < s.w) columns[ow * s.kw + j] = iw;
+// A depthwise layer's forward pass and its input gradient are the same gather: each pixel of
+// the result (n, r, q) is the sum over the taps (i, j) that read a pixel of the source of
+// source[n, rows[r * kh + i], cols[q * kw + j], :] * k[i, j, :], where the tables hold -1 for
+// taps with no source pixel (padding, or strides skipping it). Taps are summed in (i, j) order.
+struct Gather {
+  const float* source;
+  int64_t source_h, source_w;
+  float* result;
+  int64_t result_h, result_w;
+  std::shared_ptr<const std::vector<int64_t>> rows, cols;  // result_h * kh, result_w * kw
+};
+
+ffi::Future RunGather(ffi::ThreadPool& pool, const Shape& s, const float* kd, Gather g) {
+  auto part = [s, kd, g](int64_t begin, int64_t end) {
+    std::vector<const float*> a(s.kh * s.kw), b(s.kh * s.kw);
+    for (int64_t row = begin; row < end; ++row) {  // row = n * result_h + result row
+      const int64_t n = row / g.result_h, r = row % g.result_h;
+      for (int64_t q = 0; q < g.result_w; ++q) {
+        int64_t taps = 0;
+        for (int64_t i = 0; i < s.kh; ++i) {
+          const int64_t source_row = (*g.rows)[r * s.kh + i];
+          if (source_row < 0) continue;
+          for (int64_t j = 0; j < s.kw; ++j) {
+            const int64_t source_col = (*g.cols)[q * s.kw + j];
+            if (source_col < 0) continue;
+            a[taps] = g.source + ((n * g.source_h + source_row) * g.source_w + source_col) * s.c;
+            b[taps] = kd + (i * s.kw + j) * s.c;
+            ++taps;
+          }
+        }
+        SumOfProducts(a.data(), b.data(), taps, s.c, g.result + (row * g.result_w + q) * s.c);
+      }
+    }
+  };
+  // Taps a result pixel sums on average (for sizing the parts only): all kh * kw in the forward
+  // pass, about kh * kw / stride^2 in the input gradient.
+  const int64_t taps_per_pixel = std::clamp<int64_t>(
+      s.kh * s.kw * g.source_h * g.source_w / (g.result_h * g.result_w), 1, s.kh * s.kw);
+  return ParallelFor(pool, s.n * g.result_h, g.result_w * taps_per_pixel * s.c, part, [] {});
+}
+
+// For each output position along one axis and each tap along it, the input position it reads,
+// or -1 in the padding: out * stride + tap - pad.
+std::shared_ptr<const std::vector<int64_t>> ForwardTable(int64_t out_size, int64_t in_size,
+                                                         int64_t taps, int64_t stride,
+                                                         int64_t pad) {
+  auto table = std::make_shared<std::vector<int64_t>>(out_size * taps, -1);
+  for (int64_t o = 0; o < out_size; ++o) {
+    for (int64_t t = 0; t < taps; ++t) {
+      const int64_t in = o * stride + t - pad;
+      if (in >= 0 && in < in_size) (*table)[o * taps + t] = in;
     }
   }
-  return columns;
+  return table;
+}
+
+// The transpose: for each input position and tap, the output position that reads the input
+// there through that tap, or -1.
+std::shared_ptr<const std::vector<int64_t>> InputGradTable(int64_t in_size, int64_t out_size,
+                                                           int64_t taps, int64_t stride,
+                                                           int64_t pad) {
+  auto table = std::make_shared<std::vector<int64_t>>(in_size * taps, -1);
+  for (int64_t in = 0; in < in_size; ++in) {
+    for (int64_t t = 0; t < taps; ++t) {
+      const int64_t scaled = in + pad - t;
+      if (scaled >= 0 && scaled % stride == 0 && scaled / stride < out_size) {
+        (*table)[in * taps + t] = scaled / stride;
+      }
+    }
+  }
+  return table;
 }
 
 // y[n, oh, ow, c] = sum_{i, j} x[n, oh*s + i - top, ow*s + j - left, c] * k[i, j, c].
@@ -154,32 +215,10 @@ ffi::Future Forward(ffi::ThreadPool pool, ffi::BufferR4<ffi::F32> x, ffi::Buffer
       !e.success()) {
     return Ready(std::move(e));
   }
-  const float* xd = x.typed_data();
-  const float* kd = k.typed_data();
-  float* yd = y->typed_data();
-  auto columns = std::make_shared<std::vector<int64_t>>(ForwardColumns(s));
-  auto rows = [s, xd, kd, yd, columns](int64_t begin, int64_t end) {
-    std::vector<const float*> a(s.kh * s.kw), b(s.kh * s.kw);
-    for (int64_t row = begin; row < end; ++row) {  // row = n * oh + output row
-      const int64_t n = row / s.oh, oh = row % s.oh;
-      for (int64_t ow = 0; ow < s.ow; ++ow) {
-        int64_t taps = 0;
-        for (int64_t i = 0; i < s.kh; ++i) {
-          const int64_t ih = oh * s.stride + i - s.top;
-          if (ih < 0 || ih >= s.h) continue;
-          for (int64_t j = 0; j < s.kw; ++j) {
-            const int64_t iw = (*columns)[ow * s.kw + j];
-            if (iw < 0) continue;
-            a[taps] = xd + ((n * s.h + ih) * s.w + iw) * s.c;
-            b[taps] = kd + (i * s.kw + j) * s.c;
-            ++taps;
-          }
-        }
-        SumOfProducts(a.data(), b.data(), taps, s.c, yd + (row * s.ow + ow) * s.c);
-      }
-    }
-  };
-  return ParallelFor(pool, s.n * s.oh, s.ow * s.kh * s.kw * s.c, rows, [] {});
+  return RunGather(pool, s, k.typed_data(),
+                   Gather{x.typed_data(), s.h, s.w, y->typed_data(), s.oh, s.ow,
+                          ForwardTable(s.oh, s.h, s.kh, s.stride, s.top),
+                          ForwardTable(s.ow, s.w, s.kw, s.stride, s.left)});
 }
 
 // dx[n, ih, iw, c] = sum over the taps (i, j) and outputs (oh, ow) with oh*s + i - top = ih and
@@ -194,43 +233,10 @@ ffi::Future InputGrad(ffi::ThreadPool pool, ffi::BufferR4<ffi::F32> dy,
       !e.success()) {
     return Ready(std::move(e));
   }
-  const float* dyd = dy.typed_data();
-  const float* kd = k.typed_data();
-  float* dxd = dx->typed_data();
-  // For each input column and tap column, the output column that reads it there, or -1.
-  auto columns = std::make_shared<std::vector<int64_t>>(s.w * s.kw, -1);
-  for (int64_t iw = 0; iw < s.w; ++iw) {
-    for (int64_t j = 0; j < s.kw; ++j) {
-      const int64_t t = iw + s.left - j;
-      if (t >= 0 && t % s.stride == 0 && t / s.stride < s.ow) {
-        (*columns)[iw * s.kw + j] = t / s.stride;
-      }
-    }
-  }
-  auto rows = [s, dyd, kd, dxd, columns](int64_t begin, int64_t end) {
-    std::vector<const float*> a(s.kh * s.kw), b(s.kh * s.kw);
-    for (int64_t row = begin; row < end; ++row) {  // row = n * h + input row
-      const int64_t n = row / s.h, ih = row % s.h;
-      for (int64_t iw = 0; iw < s.w; ++iw) {
-        int64_t taps = 0;
-        for (int64_t i = 0; i < s.kh; ++i) {
-          const int64_t t = ih + s.top - i;
-          if (t < 0 || t % s.stride != 0 || t / s.stride >= s.oh) continue;
-          const int64_t oh = t / s.stride;
-          for (int64_t j = 0; j < s.kw; ++j) {
-            const int64_t ow = (*columns)[iw * s.kw + j];
-            if (ow < 0) continue;
-            a[taps] = dyd + ((n * s.oh + oh) * s.ow + ow) * s.c;
-            b[taps] = kd + (i * s.kw + j) * s.c;
-            ++taps;
-          }
-        }
-        SumOfProducts(a.data(), b.data(), taps, s.c, dxd + (row * s.w + iw) * s.c);
-      }
-    }
-  };
-  const int64_t taps_per_pixel = std::max<int64_t>(1, s.kh * s.kw / (s.stride * s.stride));
-  return ParallelFor(pool, s.n * s.h, s.w * taps_per_pixel * s.c, rows, [] {});
+  return RunGather(pool, s, k.typed_data(),
+                   Gather{dy.typed_data(), s.oh, s.ow, dx->typed_data(), s.h, s.w,
+                          InputGradTable(s.h, s.oh, s.kh, s.stride, s.top),
+                          InputGradTable(s.w, s.ow, s.kw, s.stride, s.left)});
 }
 
 // Adds to out[c] (c < kBlock, or channels - c0 in the tail) the sum over count pixels of
