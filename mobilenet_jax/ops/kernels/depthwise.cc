@@ -188,18 +188,17 @@ std::shared_ptr<const std::vector<int64_t>> ForwardTable(int64_t out_size, int64
   return table;
 }
 
-// The transpose: for each input position and tap, the output position that reads the input
-// there through that tap, or -1.
+// Its transpose: for each input position and tap, the output position that reads the input
+// there through that tap, or -1 (one at most: the tap and input position fix out * stride).
 std::shared_ptr<const std::vector<int64_t>> InputGradTable(int64_t in_size, int64_t out_size,
                                                            int64_t taps, int64_t stride,
                                                            int64_t pad) {
+  const auto forward = ForwardTable(out_size, in_size, taps, stride, pad);
   auto table = std::make_shared<std::vector<int64_t>>(in_size * taps, -1);
-  for (int64_t in = 0; in < in_size; ++in) {
+  for (int64_t o = 0; o < out_size; ++o) {
     for (int64_t t = 0; t < taps; ++t) {
-      const int64_t scaled = in + pad - t;
-      if (scaled >= 0 && scaled % stride == 0 && scaled / stride < out_size) {
-        (*table)[in * taps + t] = scaled / stride;
-      }
+      const int64_t in = (*forward)[o * taps + t];
+      if (in >= 0) (*table)[in * taps + t] = o;
     }
   }
   return table;
