@@ -35,8 +35,10 @@ def measured(monkeypatch, tmp_path):
 
 
 def _slow(x):
-  """The same function with a million sines added times zero (XLA keeps them: 0 * nan is nan)."""
-  return 2 * x + 0.0 * jnp.sum(jnp.sin(jnp.tile(x.reshape(-1), 4000)))
+  """The same function with half a million sines added times zero (XLA keeps them: 0 * nan
+  is nan). An outer product, not a tile: XLA moves sin before a broadcast and turns the sum of a
+  tile into one multiply, which left 'slow' at 0.04 ms, within timing noise of 'fast'."""
+  return 2 * x + 0.0 * jnp.sum(jnp.sin(jnp.outer(x.reshape(-1), jnp.arange(1000.0))))
 
 
 CANDIDATES = {'slow': _slow, 'fast': lambda x: 2 * x}
@@ -97,12 +99,9 @@ from mobilenet_jax.train import parallel
 parallel.initialize_hosts()
 if jax.process_index() == 1:
   implementations._measure_all = lambda *args: sys.exit('process 1 measured')
-# An outer product, not a tile: XLA moves sin before a broadcast and turns the sum of a tile
-# into one multiply, which left 'slow' at 0.04 ms, within timing noise of 'fast'.
-slow = lambda x: 2 * x + 0.0 * jnp.sum(jnp.sin(jnp.outer(x.reshape(-1), jnp.arange(1000.0))))
-candidates = {'slow': slow, 'fast': lambda x: 2 * x}
+from tests.ops.test_implementations import CANDIDATES
 for op in ('first', 'second'):
-  choice = implementations.choose('model.f', 'auto', candidates, {}, 'slow', op=op,
+  choice = implementations.choose('model.f', 'auto', CANDIDATES, {}, 'slow', op=op,
                                   inputs=[jax.ShapeDtypeStruct((2, 8, 8, 4), jnp.float32)])
   print('chose', op, choice)
 """
