@@ -9,9 +9,9 @@ allocations and gain nothing. tcmalloc itself, at its default release rate, hand
 back to the system a little at a time, and a step whose buffers are large enough meets the same
 faults again (V4 Conv-S at 224/32: 21,600 faults and 510 ms of kernel time a step, 722 against
 372 ms); the entry points set TCMALLOC_RELEASE_RATE=0 (unless set), which keeps the process at
-its peak memory, reached every step anyway. An allocator has to be in the process before it starts, so the
-entry point re-executes itself once with LD_PRELOAD; set MOBILENET_JAX_MALLOC=system to keep
-the C library's malloc.
+its peak memory, reached every step anyway. An allocator has to be in the process before it
+starts, so the entry point re-executes itself once with LD_PRELOAD; set
+MOBILENET_JAX_MALLOC=system to keep the C library's malloc.
 """
 
 import ctypes.util
