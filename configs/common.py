@@ -165,7 +165,8 @@ def fashion_mnist_long(config: ml_collections.ConfigDict) -> None:
   and random erasing of a quarter of the images, the augmentation that took wide ResNets on
   Fashion-MNIST from 95.9% to 96.3% (Zhong et al. 2020). At stride 16 the same augmentation for
   100 epochs underfit (V4 Conv-S: 94.12% after 93 minutes, train accuracy no higher): the 2x2
-  maps of the last stages are what held it. Small networks underfit a long schedule less than they overfit it, so no Mixup/CutMix.
+  maps of the last stages are what held it. Small networks underfit a long schedule less than
+  they overfit it, so no Mixup/CutMix.
   """
   fashion_mnist(config, num_strides=2)
   config.num_epochs = 50.0
