@@ -1,4 +1,4 @@
-"""Where a train step's time goes: XLA's own per-op trace, summed by op class.
+"""Where a step's time goes: XLA's own per-op trace, summed by op class, and PyTorch's beside it.
 
 The step runs under `jax.profiler.trace`; XLA:CPU records one event per executed HLO
 instruction (a thunk) on the thread that ran it. Each instruction is classed by what the
@@ -9,6 +9,13 @@ counts under the op XLA names it by (its root): a batch-norm normalisation fused
 activation after it counts as activation. Times are self times (a loop's body is counted once,
 under its own ops) summed over threads: ops running at the same time on different threads both
 count, so the classes' sum exceeds the step's wall time by the step's parallelism.
+
+PyTorch's profiler records one event per aten op and autograd node on the thread that ran it
+(oneDNN's threads inside an op are not events), so its self times sum to about its step. The
+same model in PyTorch (the benchmark's) is classed into the same classes, the depthwise
+gradients as one ('depthwise backward': oneDNN computes both in one call). To put the two side
+by side, each class is given as its share of its framework's op time times that framework's
+untraced step: milliseconds of the step, comparable across the two.
 """
 
 import collections
@@ -22,7 +29,9 @@ from collections.abc import Callable, Iterable
 
 import jax
 
+from mobilenet_jax.models import complexity
 from mobilenet_jax.tools import benchmarking
+from mobilenet_jax.train import setup
 
 CLASSES = (
     'depthwise forward',
@@ -170,17 +179,21 @@ def by_class(times: dict[str, float], instructions: dict[str, Instruction], batc
   return classes, rows
 
 
-def profile_train_step(config, batch: int, steps: int) -> dict:
-  """The class split (ms per step, all devices) and slowest instructions of `steps` traced
-  train steps over a global batch of `batch`."""
-  config.batch_size = batch
-  run, _, compiled = benchmarking.jax_step(config, 'train', batch)
-  step_seconds = []
+def _untraced_ms(run: Callable[[], None]) -> float:
+  seconds = []
   for _ in range(5):  # the first steps after compiling run slower (memory first touched)
     start = time.perf_counter()
     run()
-    step_seconds.append(time.perf_counter() - start)
-  untraced = statistics.median(step_seconds[2:])
+    seconds.append(time.perf_counter() - start)
+  return 1e3 * statistics.median(seconds[2:])
+
+
+def profile_step(config, mode: str, batch: int, steps: int) -> dict:
+  """The class split (ms per step, all devices) and slowest instructions of `steps` traced
+  train steps or inference passes (`mode`) over a global batch of `batch`."""
+  config.batch_size = batch
+  run, _, compiled = benchmarking.jax_step(config, mode, batch)
+  untraced_ms = _untraced_ms(run)
   data = trace(run, steps)
   hlo_text = compiled.as_text()
   instructions = parse_hlo(hlo_text)
@@ -188,8 +201,92 @@ def profile_train_step(config, batch: int, steps: int) -> dict:
   # The compiled HLO is one device's program: its shapes hold the batch of one device.
   classes, rows = by_class(op_times(data, module), instructions, batch // jax.device_count(),
                            steps)
-  return {'config': config.name, 'batch': batch, 'image_size': config.input.image_size,
-          'untraced_step_ms': 1e3 * untraced,
+  return {'config': config.name, 'mode': mode, 'batch': batch,
+          'image_size': config.input.image_size, 'untraced_step_ms': untraced_ms,
           'op_ms_per_step': 1e3 * sum(classes.values()),
           'classes_ms': {name: 1e3 * s for name, s in classes.items()},
           'slowest': [{'op': name, 'class': cls, 'ms': 1e3 * s} for name, cls, s in rows]}
+
+
+# PyTorch's side. Op and autograd-node names, matched against the event that holds the time
+# and the events enclosing it, innermost first.
+_TORCH_CONVOLUTIONS = ('aten::convolution_backward', 'aten::mkldnn_convolution',
+                       'aten::_convolution', 'aten::convolution', 'aten::conv2d')
+_TORCH_BACKWARD = 'autograd::engine::evaluate_function: '
+_TORCH_KINDS = (  # (pattern on the op or node name, class), first match wins
+    (re.compile(r'batch_norm|BatchNorm'), 'batch norm'),
+    (re.compile(r'relu|hardtanh|hardswish|hardsigmoid|sigmoid|silu|gelu|threshold', re.I),
+     'activations'),
+    (re.compile(r'cross_entropy|log_softmax|nll_loss|LogSoftmax|NllLoss|AccumulateGrad'),
+     'optimizer, EMA and loss'),
+    (re.compile(r'linear|addmm|::mm$|matmul|^Addmm|^Mm'), 'matmuls and convs'),
+    (re.compile(r'copy|contiguous|clone|permute|transpose|view|reshape|cat|pad|expand', re.I),
+     'pads, copies, transposes'),
+)
+COMPARED_CLASSES = tuple(name for name in CLASSES if name not in (
+    'depthwise input gradient', 'depthwise kernel gradient', 'collectives across devices')
+                         ) + ('depthwise backward',)
+
+
+def classify_torch(chain: list) -> str:
+  """The class of the time held by `chain[0]`, a PyTorch profiler event; `chain` is it and the
+  events enclosing it, innermost first."""
+  names = [event.name for event in chain]
+  if any(name.startswith('Optimizer.') for name in names):
+    return 'optimizer, EMA and loss'
+  nodes = [name[len(_TORCH_BACKWARD):] for name in names if name.startswith(_TORCH_BACKWARD)]
+  backward = bool(nodes)
+  for event in chain:
+    if event.name in _TORCH_CONVOLUTIONS and event.input_shapes:
+      weight = event.input_shapes[2 if event.name == 'aten::convolution_backward' else 1]
+      if len(weight) == 4 and weight[1] == 1 and weight[2] > 1:  # (out, in / groups, kh, kw)
+        return 'depthwise backward' if backward else 'depthwise forward'
+      return 'matmuls and convs backward' if backward else 'matmuls and convs forward'
+  # What the time is part of: the autograd node, else the outermost aten op.
+  ops = [name for name in names if name.startswith('aten::')]
+  key = nodes[0] if nodes else (ops[-1] if ops else names[-1])
+  for pattern, kind in _TORCH_KINDS:
+    if pattern.search(key):
+      if kind in ('batch norm', 'matmuls and convs'):
+        return f"{kind} {'backward' if backward else 'forward'}"
+      return kind
+  return 'other'
+
+
+def profile_torch_step(config, mode: str, batch: int, steps: int) -> dict:
+  """PyTorch's side of `profile_step`: the benchmark's PyTorch model and step, its profiler's
+  self times summed by class (COMPARED_CLASSES)."""
+  import torch  # pylint: disable=g-import-not-at-top
+  config.batch_size = batch
+  params, _ = complexity.totals(complexity.layer_costs(setup.build_model(config),
+                                                       config.input.image_size))
+  run, _ = benchmarking.torch_step(config, mode, batch, params)
+  untraced_ms = _untraced_ms(run)
+  with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU],
+                              record_shapes=True) as profile:
+    for _ in range(steps):
+      run()
+  classes = dict.fromkeys(COMPARED_CLASSES, 0.0)
+  for event in profile.events():
+    if event.self_cpu_time_total <= 0:
+      continue
+    chain, parent = [event], event.cpu_parent
+    while parent is not None:
+      chain.append(parent)
+      parent = parent.cpu_parent
+    classes[classify_torch(chain)] += event.self_cpu_time_total * 1e-3 / steps
+  return {'config': config.name, 'mode': mode, 'batch': batch,
+          'image_size': config.input.image_size, 'untraced_step_ms': untraced_ms,
+          'op_ms_per_step': sum(classes.values()), 'classes_ms': classes}
+
+
+def in_step_ms(result: dict) -> dict[str, float]:
+  """A profile's classes (COMPARED_CLASSES) as milliseconds of its untraced step: each class's
+  share of the op time times the step."""
+  classes = dict(result['classes_ms'])
+  if 'depthwise input gradient' in classes:  # ours: the two gradients as one, as PyTorch's
+    classes['depthwise backward'] = (classes.pop('depthwise input gradient')
+                                     + classes.pop('depthwise kernel gradient'))
+    classes['other'] += classes.pop('collectives across devices')
+  scale = result['untraced_step_ms'] / result['op_ms_per_step']
+  return {name: classes[name] * scale for name in COMPARED_CLASSES}

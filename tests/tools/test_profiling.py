@@ -61,7 +61,7 @@ def profiled():
   config = v3_small.get_config()
   config.input.image_size = 32
   config.model.width_multiplier = 0.25
-  return profiling.profile_train_step(config, batch=16, steps=2)  # 2 a device
+  return profiling.profile_step(config, 'train', batch=16, steps=2)  # 2 a device
 
 
 def test_a_real_step_is_split_into_every_kind_of_op(profiled):
@@ -76,3 +76,59 @@ def test_a_real_step_is_split_into_every_kind_of_op(profiled):
   assert classes['other'] < 0.25 * profiled['op_ms_per_step']
   slowest = [row['ms'] for row in profiled['slowest']]
   assert slowest == sorted(slowest, reverse=True) and slowest[0] > 0
+
+
+def _torch_chain(*events):
+  """Profiler events, innermost first: (name, input shapes) pairs."""
+  return [types.SimpleNamespace(name=name, input_shapes=shapes) for name, shapes in events]
+
+
+TORCH_EXPECTED = [
+    (_torch_chain(('aten::mkldnn_convolution', [[8, 72, 16, 16], [72, 1, 3, 3], []]),
+                  ('aten::conv2d', [[8, 72, 16, 16], [72, 1, 3, 3], []])), 'depthwise forward'),
+    (_torch_chain(('aten::convolution_backward',
+                   [[8, 72, 16, 16], [8, 72, 16, 16], [72, 1, 5, 5], []]),
+                  ('ConvolutionBackward0', []),
+                  ('autograd::engine::evaluate_function: ConvolutionBackward0', [])),
+     'depthwise backward'),
+    (_torch_chain(('aten::convolution_backward',
+                   [[8, 24, 16, 16], [8, 72, 16, 16], [24, 72, 1, 1], []]),
+                  ('autograd::engine::evaluate_function: ConvolutionBackward0', [])),
+     'matmuls and convs backward'),
+    (_torch_chain(('aten::native_batch_norm', []), ('aten::batch_norm', [])),
+     'batch norm forward'),
+    (_torch_chain(('aten::sum', []),
+                  ('autograd::engine::evaluate_function: NativeBatchNormBackward0', [])),
+     'batch norm backward'),
+    (_torch_chain(('aten::hardswish_backward', []),
+                  ('autograd::engine::evaluate_function: HardswishBackward0', [])), 'activations'),
+    (_torch_chain(('aten::mm', []),
+                  ('autograd::engine::evaluate_function: AddmmBackward0', [])),
+     'matmuls and convs backward'),
+    (_torch_chain(('aten::addmm', []), ('aten::linear', [])), 'matmuls and convs forward'),
+    (_torch_chain(('aten::_foreach_mul_', []), ('Optimizer.step#AdamW.step', [])),
+     'optimizer, EMA and loss'),
+    (_torch_chain(('aten::copy_', []), ('aten::contiguous', [])), 'pads, copies, transposes'),
+    (_torch_chain(('aten::mul', [])), 'other'),
+]
+
+
+def test_pytorch_ops_are_classed_like_ours():
+  assert [profiling.classify_torch(chain) for chain, _ in TORCH_EXPECTED] == [
+      expected for _, expected in TORCH_EXPECTED]
+
+
+def test_pytorch_profile_sits_beside_ours_in_milliseconds_of_each_step(profiled):
+  config = v3_small.get_config()  # full width: torchvision's narrower V3 is another network
+  config.input.image_size = 32
+  theirs = profiling.profile_torch_step(config, 'train', batch=8, steps=2)
+  classes = theirs['classes_ms']
+  for name in ('depthwise forward', 'depthwise backward', 'matmuls and convs forward',
+               'matmuls and convs backward', 'batch norm forward', 'batch norm backward',
+               'activations', 'optimizer, EMA and loss'):
+    assert classes[name] > 0, name
+  assert classes['other'] < 0.35 * theirs['op_ms_per_step']
+  for result in (profiled, theirs):
+    in_step = profiling.in_step_ms(result)
+    assert list(in_step) == list(profiling.COMPARED_CLASSES)
+    assert sum(in_step.values()) == pytest.approx(result['untraced_step_ms'])
