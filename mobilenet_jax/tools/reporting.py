@@ -66,7 +66,8 @@ def collect(sweep_dir: str) -> list[dict[str, Any]]:
       trains = [r for r in curves if 'train_images_per_second' in r]
       row.update({
           'family': saved.get('family') or _family(saved.get('name', '')) or None,
-          'params': None, 'madds': None, 'train_seconds': None,
+          'params': None, 'madds': None,
+          'train_seconds': trains[-1].get('train_seconds') if trains else None,  # so far
           'top1': evals[-1]['eval_raw/top1'] if evals else None,
           'ema_top1': evals[-1]['eval_ema/top1'] if evals else None,
           'images_per_second': trains[-1]['train_images_per_second'] if trains else None})

@@ -39,7 +39,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     params, madds = _announce(config, run)
     evaluate = functools.partial(_evaluate, compiled, run, config, writer)
     batches = input_pipeline.train_batches(run.builder, config, run.spec, start_step)
-    meter = periodic.Meter(start_step, run.num_steps, config.batch_size)
+    meter = periodic.Meter(start_step, run.num_steps, config.batch_size,
+                           run_dir.train_seconds_until(workdir, start_step))
     evals, interval = [], []
     for step in range(start_step + 1, run.num_steps + 1):
       with meter.waiting_for_input():
@@ -62,8 +63,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     checkpointing.finish(manager)
     if not evals:  # the run had already finished: evaluate what it left
       evals.append((start_step, evaluate(start_step, state)))
-    results = run_dir.results_record(workdir, config, overrides, params, madds, evals,
-                                     meter.timed_steps, meter.timed_seconds)
+    results = run_dir.results_record(workdir, config, overrides, params, madds, evals, meter)
     if jax.process_index() == 0:
       run_dir.write_results(workdir, results)
     manager.close()

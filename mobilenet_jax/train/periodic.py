@@ -20,12 +20,15 @@ class Meter:
   """Throughput over each log interval, and over the run for the results record.
 
   The first interval after a start or resume includes compilation, so it is left out of the run's
-  timed total; time spent evaluating is left out by `paused`.
+  timed total; time spent evaluating is left out by `paused`. `seconds_before` is the training
+  time of the run's earlier sessions up to `first_step`, so that `train_seconds` is the run's.
   """
 
-  def __init__(self, first_step: int, total_steps: int, batch_size: int):
+  def __init__(self, first_step: int, total_steps: int, batch_size: int,
+               seconds_before: float = 0.0):
     self._first_step, self._total_steps, self._batch_size = first_step, total_steps, batch_size
     self.timed_steps, self.timed_seconds = 0, 0.0
+    self.seconds_before = seconds_before
     self._wait = 0.0
     self._start = time.perf_counter()
 
@@ -43,9 +46,14 @@ class Meter:
     yield
     self._start += time.perf_counter() - start
 
+  @property
+  def train_seconds(self) -> float:
+    """The run's training time so far, earlier sessions included."""
+    return self.seconds_before + self.timed_seconds
+
   def lap(self, step: int, steps: int) -> tuple[dict[str, float], float]:
     """({'images_per_second', 'input_wait_fraction'} of the `steps` steps up to `step` since the
-    last lap, ETA in seconds)."""
+    last lap, and 'seconds', the run's training time up to `step`; ETA in seconds)."""
     elapsed = time.perf_counter() - self._start
     rates = {'images_per_second': steps * self._batch_size / elapsed,
              'input_wait_fraction': self._wait / elapsed}
@@ -53,6 +61,7 @@ class Meter:
     if step - steps > self._first_step:  # not the interval that compiled the step
       self.timed_steps += steps
       self.timed_seconds += elapsed
+    rates['seconds'] = self.train_seconds
     self._wait = 0.0
     self._start = time.perf_counter()
     return rates, eta

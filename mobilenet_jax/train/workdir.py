@@ -192,13 +192,22 @@ def write_results(workdir: str, record: dict) -> None:
   write_json(os.path.join(workdir, RESULTS_FILE), record)
 
 
+def train_seconds_until(workdir: str, step: int) -> float:
+  """The training time of a run's sessions up to `step`: the last time logged at or before it
+  (each train log line carries the run's total), else that of results.json (a run logged before
+  the lines carried it), else 0."""
+  logged = [r['train_seconds'] for r in read_metrics(workdir)
+            if 'train_seconds' in r and r['step'] <= step]
+  return logged[-1] if logged else read_results(workdir).get('train_seconds', 0.0)
+
+
 def results_record(workdir: str, config: ml_collections.ConfigDict, overrides, params: int,
-                   madds: int, evals: list[tuple[int, dict]], timed_steps: int,
-                   timed_seconds: float) -> dict:
+                   madds: int, evals: list[tuple[int, dict]], meter) -> dict:
   """The results record: what ran, its size, speed, and final and best top-1 and top-5.
 
   Best top-1 covers this run's evaluations and those before a resume (in metrics.jsonl);
-  training time and images/s add up over the sessions of a resumed run.
+  training time adds up over the sessions of a resumed run, stopped or killed ones included
+  (`meter`, a `periodic.Meter`, started from what the log said); images/s is this session's.
   """
   history = [r for r in read_metrics(workdir) if 'eval_raw/top1' in r]
   final = evals[-1][1]
@@ -207,9 +216,9 @@ def results_record(workdir: str, config: ml_collections.ConfigDict, overrides, p
       'config': config.name, 'family': config.family, 'variants': list(config.variants),
       'overrides': list(overrides), 'dataset': config.dataset,
       'params': params, 'madds': madds, 'steps': evals[-1][0],
-      'train_seconds': previous.get('train_seconds', 0.0) + timed_seconds,
-      'images_per_second': (timed_steps * config.batch_size / timed_seconds
-                            if timed_seconds else previous.get('images_per_second')),
+      'train_seconds': meter.train_seconds,
+      'images_per_second': (meter.timed_steps * config.batch_size / meter.timed_seconds
+                            if meter.timed_seconds else previous.get('images_per_second')),
   }
   for name in ('raw', 'ema'):
     prefix = '' if name == 'raw' else 'ema_'

@@ -29,13 +29,14 @@ def test_meter_rates_eta_and_the_timed_total_without_compilation(monkeypatch):
 
   run(10, 0.5, 1.5)  # the first interval: it compiled the step, so it is not in the total
   rates, eta = meter.lap(10, 10)
-  assert rates == {'images_per_second': 80 / 20, 'input_wait_fraction': 0.25}
+  assert rates == {'images_per_second': 80 / 20, 'input_wait_fraction': 0.25, 'seconds': 0.0}
   assert eta == 20 * 2.0 and (meter.timed_steps, meter.timed_seconds) == (0, 0.0)
   run(5, 0.0, 1.0)
   with meter.paused():  # an evaluation between two log lines
     clock[0] += 100.0
   run(5, 0.0, 1.0)
   rates, eta = meter.lap(20, 10)
-  assert rates == {'images_per_second': pytest.approx(80 / 10), 'input_wait_fraction': 0.0}
+  assert rates == {'images_per_second': pytest.approx(80 / 10), 'input_wait_fraction': 0.0,
+                   'seconds': pytest.approx(10.0)}
   assert eta == pytest.approx(10 * 1.0)
   assert (meter.timed_steps, meter.timed_seconds) == (10, 10.0)

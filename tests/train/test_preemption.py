@@ -12,6 +12,7 @@ from mobilenet_jax import train
 from mobilenet_jax.data import input_pipeline
 from mobilenet_jax.errors import Preempted
 from mobilenet_jax.train import preemption
+from mobilenet_jax.train import workdir as run_dir
 from tests.train_fixtures import AUGMENTED, mock_data, restored_checkpoint, tiny_config
 
 
@@ -36,8 +37,12 @@ def test_sigterm_saves_the_step_in_flight_and_the_rerun_matches(augmentations, t
     assert stopped.value.exit_status == 143
     assert str(stopped.value).startswith('stopped by SIGTERM at step 3; checkpoint saved')
     assert int(restored_checkpoint(tmp_path / 'stopped')['step']) == 3
+    stopped_seconds = run_dir.train_seconds_until(str(tmp_path / 'stopped'), 3)
+    assert stopped_seconds > 0  # steps 2 and 3 were timed (step 1 compiled)
     monkeypatch.setattr(input_pipeline, 'train_batches', original)
-    train.train_and_evaluate(config, str(tmp_path / 'stopped'))
+    results = train.train_and_evaluate(config, str(tmp_path / 'stopped'))
+  # The stopped session's training time counts in the run's: it is not lost with the process.
+  assert results['train_seconds'] > stopped_seconds
   whole, resumed = (restored_checkpoint(tmp_path / name) for name in ('whole', 'stopped'))
   assert int(whole['step']) == int(resumed['step']) == 6
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-6), whole['params'],

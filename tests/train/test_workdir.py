@@ -63,6 +63,21 @@ def test_truncate_metrics_keeps_steps_up_to_the_checkpoint(tmp_path):
   assert [r['step'] for r in run_dir.read_metrics(str(tmp_path))] == [1, 2]
 
 
+def test_training_time_before_a_resume_is_the_last_logged_at_or_before_its_step(tmp_path):
+  workdir = str(tmp_path)
+  assert run_dir.train_seconds_until(workdir, 0) == 0.0  # a fresh run
+  with open(os.path.join(workdir, run_dir.METRICS_FILE), 'w') as f:
+    for record in ({'step': 50, 'train_seconds': 10.0}, {'step': 60, 'eval_raw/top1': 0.5},
+                   {'step': 100, 'train_seconds': 22.0}, {'step': 150, 'train_seconds': 31.0}):
+      f.write(json.dumps(record) + '\n')
+  assert run_dir.train_seconds_until(workdir, 120) == 22.0
+  assert run_dir.train_seconds_until(workdir, 150) == 31.0
+  # A run logged before the lines carried the total: results.json's, if it finished once.
+  os.remove(os.path.join(workdir, run_dir.METRICS_FILE))
+  run_dir.write_results(workdir, {'train_seconds': 7.5})
+  assert run_dir.train_seconds_until(workdir, 100) == 7.5
+
+
 def test_a_workdir_that_cannot_be_written_is_refused(tmp_path):
   (tmp_path / 'file').write_text('')
   run_dir.check_writable(str(tmp_path / 'new' / 'run'))  # made when the run starts
