@@ -160,13 +160,13 @@ def fashion_mnist_long(config: ml_collections.ConfigDict) -> None:
   """`fashion_mnist` at total stride 8 (the first two strides removed: 28 px ends at 4x4, 3.3x
   the multiply-adds) for 50 epochs (V4 Conv-S: 94.92% after 94 min of training on two CPU
   cores, 94.71% with seed 1; 60 epochs, 117.5 min, gave 94.64%, and half the images erased
-  94.76%: the recipe levels off near 94.6-94.9% and 95% is not reached), with light RandAugment (2 ops at
-  magnitude 5, each with probability 0.5: on grayscale images the colour op changes nothing)
-  and random erasing of a quarter of the images, the augmentation that took wide ResNets on
-  Fashion-MNIST from 95.9% to 96.3% (Zhong et al. 2020). At stride 16 the same augmentation for
-  100 epochs underfit (V4 Conv-S: 94.12% after 93 minutes, train accuracy no higher): the 2x2
-  maps of the last stages are what held it. Small networks underfit a long schedule less than
-  they overfit it, so no Mixup/CutMix.
+  94.76%: the recipe levels off near 94.6-94.9% and 95% is not reached), with light
+  RandAugment (2 ops at magnitude 5, each with probability 0.5: on grayscale images the colour
+  op changes nothing) and random erasing of a quarter of the images, the augmentation that took
+  wide ResNets on Fashion-MNIST from 95.9% to 96.3% (Zhong et al. 2020). At stride 16 the same
+  augmentation for 100 epochs underfit (V4 Conv-S: 94.12% after 93 minutes, train accuracy no
+  higher): the 2x2 maps of the last stages are what held it. Small networks underfit a long
+  schedule less than they overfit it, so no Mixup/CutMix.
   """
   fashion_mnist(config, num_strides=2)
   config.num_epochs = 50.0

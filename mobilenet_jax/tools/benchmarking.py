@@ -65,6 +65,12 @@ def jax_step(config, mode: str, batch: int
   return run, {'compile_seconds': compile_seconds, 'xla_peak_memory_mb': peak_mb}, compiled
 
 
+def model_size(config) -> tuple[int, int]:
+  """(parameters, multiply-adds) of the model of `config` at its image size."""
+  return complexity.totals(complexity.layer_costs(setup.build_model(config),
+                                                  config.input.image_size))
+
+
 def torch_step(config, mode: str, batch: int, params: int) -> tuple[Callable[[], None], dict]:
   import torch  # pylint: disable=g-import-not-at-top
   threads = os.cpu_count() or 1
@@ -108,8 +114,7 @@ def benchmark(config, mode: str, batch: int, steps: int, rounds: int,
               compare_torch: bool) -> dict:
   """Timed steps of ours (and PyTorch's), `rounds` rounds of `steps`, after one warm-up each."""
   config.batch_size = batch
-  params, madds = complexity.totals(complexity.layer_costs(
-      setup.build_model(config), config.input.image_size))
+  params, madds = model_size(config)
   runners = {'jax': jax_step(config, mode, batch)[:2]}
   if compare_torch:
     runners['torch'] = torch_step(config, mode, batch, params)

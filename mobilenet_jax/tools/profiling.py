@@ -29,9 +29,7 @@ from collections.abc import Callable, Iterable
 
 import jax
 
-from mobilenet_jax.models import complexity
 from mobilenet_jax.tools import benchmarking
-from mobilenet_jax.train import setup
 
 CLASSES = (
     'depthwise forward',
@@ -258,8 +256,7 @@ def profile_torch_step(config, mode: str, batch: int, steps: int) -> dict:
   self times summed by class (COMPARED_CLASSES)."""
   import torch  # pylint: disable=g-import-not-at-top
   config.batch_size = batch
-  params, _ = complexity.totals(complexity.layer_costs(setup.build_model(config),
-                                                       config.input.image_size))
+  params, _ = benchmarking.model_size(config)
   run, _ = benchmarking.torch_step(config, mode, batch, params)
   untraced_ms = _untraced_ms(run)
   with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU],
