@@ -101,6 +101,32 @@ def test_ffi_is_bitwise_reproducible():
     assert np.array_equal(np.asarray(a), np.asarray(b))
 
 
+def _has_avx() -> bool:
+  return sys.platform == 'linux' and ' avx ' in pathlib.Path('/proc/cpuinfo').read_text()
+
+
+@needs_kernels
+@pytest.mark.skipif(not _has_avx(), reason='the CPU has no AVX: only the plain loops exist')
+@pytest.mark.parametrize('padding', PADDINGS)
+@pytest.mark.parametrize('kernel', [(3, 3), (5, 5), (7, 7), (2, 3)])
+@pytest.mark.parametrize('stride', [1, 2])
+@pytest.mark.parametrize('height, width', [(9, 12), (12, 9)])
+def test_vector_loops_are_bitwise_the_plain_loops(padding, kernel, stride, height, width):
+  """The AVX loops (columns away from the padding, 8 channels a register) against the plain ones,
+  forward and both gradients; 20 channels: two registers and a tail of 4."""
+  x, k, pads = _inputs((2, height, width, 20), kernel, stride, padding)
+  was_on = kernels.use_vector_loops(True)
+  try:
+    vector = _output_and_gradients('ffi', x, k, stride, pads)
+    kernels.use_vector_loops(False)
+    plain = _output_and_gradients('ffi', x, k, stride, pads)
+  finally:
+    kernels.use_vector_loops(was_on)
+  assert was_on
+  for name, v, p in zip(('output', 'input gradient', 'kernel gradient'), vector, plain):
+    assert np.array_equal(np.asarray(v).view(np.uint32), np.asarray(p).view(np.uint32)), name
+
+
 @needs_kernels
 def test_ffi_runs_per_device_on_a_sharded_batch():
   """Over the suite's simulated devices, a batch-sharded gradient step agrees with 'shifted'

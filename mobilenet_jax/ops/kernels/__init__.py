@@ -73,6 +73,15 @@ def _load() -> str | None:
   return None
 
 
+def use_vector_loops(on: bool) -> bool:
+  """Switches depthwise.cc's hand-vectorised (AVX) loops on or off; returns whether they were on.
+  On by default where the CPU has AVX; both paths give bitwise the same results (the tests
+  compare them). Needs the kernels loaded (`available()`)."""
+  if not available():
+    raise RuntimeError(unavailable_reason())
+  return bool(ctypes.cdll.LoadLibrary(LIBRARY).MobilenetJaxDepthwiseUseAvx(int(on)))
+
+
 def _call(target: str, out_shape: tuple[int, ...], a: jax.Array, b: jax.Array, stride: int,
           pads) -> jax.Array:
   (top, bottom), (left, right) = pads
