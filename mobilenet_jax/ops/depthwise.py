@@ -190,7 +190,8 @@ class DepthwiseConv(nn.Module):
         'model.depthwise_implementation', self.implementation, candidates, FASTEST_ON_BACKEND,
         'grouped', op=f'depthwise stride {self.strides} pads {pads}',
         inputs=[jax.ShapeDtypeStruct(a.shape, a.dtype) for a in (x, kernel)],
-        measure=not self.is_initializing())
+        measure=not self.is_initializing(),
+        version=f'kernels {kernels.version()}' if 'ffi' in candidates else '')
     return candidates[name](x, kernel)
 
 

@@ -53,12 +53,15 @@ def measuring() -> bool:
 
 def choose(field: str, name: str, candidates: Mapping[str, Callable[..., jax.Array]],
            fastest_on_backend: Mapping[str, str], default: str, *, op: str,
-           inputs: Sequence[jax.ShapeDtypeStruct], measure: bool = True) -> str:
+           inputs: Sequence[jax.ShapeDtypeStruct], measure: bool = True,
+           version: str = '') -> str:
   """`name`, or for 'auto' the candidate measured fastest on `inputs`' shapes.
 
   candidates: implementation name -> function of the inputs (the op's other arguments bound),
   each differentiable in all of them. measure=False takes the table (for parameter init, which
-  runs once on a one-image batch whose shapes no step has). With several processes, every
+  runs once on a one-image batch whose shapes no step has). version: what the candidates' own
+  code is, beyond the library versions in the key (the C++ kernels' source), so that a changed
+  candidate is measured again rather than read from the cache. With several processes, every
   process must call this for the same ops in the same order (they trace the same model).
   """
   static = resolve(field, name, candidates, fastest_on_backend, default)
@@ -67,7 +70,7 @@ def choose(field: str, name: str, candidates: Mapping[str, Callable[..., jax.Arr
   device = jax.devices()[0]
   shapes = ' '.join('x'.join(map(str, i.shape)) + f':{jnp.dtype(i.dtype).name}' for i in inputs)
   key = (f'{device.platform}|{device.device_kind}|{op} {shapes}|jax {jax.__version__}|'
-         + ','.join(sorted(candidates)))
+         + ','.join(sorted(candidates)) + (f'|{version}' if version else ''))
   with _lock:
     if key in _decided:
       return _decided[key]

@@ -62,6 +62,22 @@ def test_auto_measures_the_fastest_once_and_caches_it(measured, monkeypatch, cap
   assert jax.devices()[0].device_kind in key and jax.__version__ in key and '2x8x8x4' in key
 
 
+def test_changed_candidate_code_is_measured_again(measured, monkeypatch):
+  """A cached choice belongs to the candidates' code (`version`: the C++ kernels' source hash for
+  depthwise): a new version measures again, beside the old entry."""
+  choose = lambda version: implementations.choose(
+      'model.f', 'auto', CANDIDATES, {}, 'slow', op='double', inputs=INPUTS, version=version)
+  assert choose('kernels aaa') == 'fast'
+  monkeypatch.setattr(implementations, '_decided', {})
+  measurements = []
+  monkeypatch.setattr(implementations, '_measure_all',
+                      lambda *a: measurements.append(a) or {'slow': 2.0, 'fast': 1.0})
+  assert choose('kernels aaa') == 'fast' and not measurements  # the same code: cached
+  assert choose('kernels bbb') == 'fast' and len(measurements) == 1
+  assert sorted(k.rsplit('|', 1)[1] for k in json.loads(measured.read_text())) == [
+      'kernels aaa', 'kernels bbb']
+
+
 def test_a_named_implementation_is_forced_and_bad_names_stop(measured):
   assert _choose('slow') == 'slow'
   assert not measured.exists()

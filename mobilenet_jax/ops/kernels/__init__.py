@@ -52,10 +52,21 @@ def unavailable_reason() -> str | None:
 
 
 @functools.cache
+def _source_hash() -> str:
+  with open(SOURCE, 'rb') as f:
+    return hashlib.sha256(f.read()).hexdigest()
+
+
+def version() -> str:
+  """The kernels' version: the start of their source's hash (a library built from another source
+  is not loaded, so this is also what runs)."""
+  return _source_hash()[:12]
+
+
+@functools.cache
 def _load() -> str | None:
   """Loads and registers the library once; None, or why it could not."""
-  with open(SOURCE, 'rb') as f:
-    source_hash = hashlib.sha256(f.read()).hexdigest()
+  source_hash = _source_hash()
   try:
     with open(STAMP) as f:
       stamped = f.read().split()[:1]
