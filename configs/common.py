@@ -76,7 +76,7 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.model.drop_path_rate = 0.0    # stochastic depth of the last block, linear from 0
   config.model.padding = 'symmetric'
   config.model.depthwise_implementation = 'auto'   # 'grouped' | 'shifted' | 'shifted_vjp' | 'ffi'
-  config.model.conv_implementation = 'auto'        # 'conv' | 'matmul'; auto: per backend
+  config.model.conv_implementation = 'auto'        # 'conv' | 'matmul' | 'im2col'
   config.model.dtype = 'float32'
 
   # Schedule. `num_train_steps` > 0 overrides `num_epochs`.

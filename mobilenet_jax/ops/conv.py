@@ -1,11 +1,13 @@
 """Dense (not depthwise) convolutions without bias, with the implementation chosen per backend.
 
-Both implementations hold the kernel as `nn.Conv` does, (k, k, C_in, C_out), so checkpoints move
+All implementations hold the kernel as `nn.Conv` does, (k, k, C_in, C_out), so checkpoints move
 between them. On XLA:CPU a matrix multiply beats the convolution path for 1x1 convs (most of a
 MobileNet's multiply-adds) and for the kernel gradient of the k x k stem, where XLA:CPU's
 3-channel convolution backward costs more than the rest of the layer (as the k*k windows of the
-input side by side times the output gradient, it is one matrix multiply); the stem's forward
-pass stays a convolution, faster than gathering those windows.
+input side by side times the output gradient, it is one matrix multiply). For k x k convs,
+'matmul' keeps the convolution's forward pass and 'im2col' gathers the windows for the forward
+pass too: on XLA:CPU (jaxlib 0.10.2, AVX-512) that is 2.2x faster for the 3-channel stem (16 vs
+36 ms at 224/32) and slower for 32 input channels at 112 px (38 vs 24 ms); `auto` measures.
 
 The 'matmul' paths carry their own gradient: differentiated automatically, XLA:CPU wrote each 1x1 conv's output
 gradient out transposed (the batch-norm backward fused into that strided copy) before the
@@ -25,7 +27,7 @@ from jax import lax
 from mobilenet_jax.ops import implementations
 from mobilenet_jax.ops.padding import output_size, pad_spatially, spatial_padding, windows
 
-IMPLEMENTATIONS = ('conv', 'matmul')
+IMPLEMENTATIONS = ('conv', 'matmul', 'im2col')  # 'im2col' is 'matmul' for 1x1 convs
 # 'auto' where it is not measured: the fastest measured on each backend (on an H200, jax 0.11,
 # `matmul` won 47 of the 55 dense-conv shapes of V2, V3-Large and V4 Conv-S at 224/32:
 # docs/benchmark_gpu_h200_auto.txt); anything unlisted uses 'conv'.
@@ -94,6 +96,21 @@ def _convolve_backward(stride, pads, residuals, grad_out):
 _convolve_with_matmul_grad.defvjp(_convolve_forward, _convolve_backward)
 
 
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def _im2col(x: jax.Array, kernel: jax.Array, stride: int, pads) -> jax.Array:
+  """The k*k windows side by side times the kernel; the backward pass is 'matmul''s (the windows
+  gathered again for the kernel gradient rather than kept: 2.25x the input at stride 2)."""
+  return jnp.einsum('...p,pd->...d', _patches(x, kernel.shape[0], stride, pads),
+                    kernel.reshape(-1, kernel.shape[-1]))
+
+
+def _im2col_forward(x, kernel, stride, pads):
+  return _im2col(x, kernel, stride, pads), (x, kernel)
+
+
+_im2col.defvjp(_im2col_forward, _convolve_backward)
+
+
 class Conv(nn.Module):
   """k x k convolution with `features` outputs, no bias."""
   features: int
@@ -111,15 +128,21 @@ class Conv(nn.Module):
                         jnp.float32)
     x, kernel = nn.dtypes.promote_dtype(x, kernel, dtype=self.dtype)
     pads = tuple(spatial_padding(size, k, s, self.padding) for size in x.shape[1:3])
-    with_matmul = (functools.partial(_matmul_conv, features=self.features) if k == 1 and s == 1
-                   else functools.partial(_convolve_with_matmul_grad, stride=s, pads=pads))
-    candidates = {'conv': functools.partial(_convolve, stride=s, pads=pads),
-                  'matmul': with_matmul}
+    candidates = {'conv': functools.partial(_convolve, stride=s, pads=pads)}
+    if k == 1 and s == 1:
+      # One matrix multiply already: 'im2col' would be the same program, measured twice.
+      candidates['matmul'] = functools.partial(_matmul_conv, features=self.features)
+      if self.implementation == 'im2col':
+        candidates['im2col'] = candidates['matmul']
+    else:
+      candidates['matmul'] = functools.partial(_convolve_with_matmul_grad, stride=s, pads=pads)
+      candidates['im2col'] = functools.partial(_im2col, stride=s, pads=pads)
     name = implementations.choose(
         'model.conv_implementation', self.implementation, candidates, FASTEST_ON_BACKEND, 'conv',
         op=f'conv stride {s} pads {pads}',
         inputs=[jax.ShapeDtypeStruct(a.shape, a.dtype) for a in (x, kernel)],
-        measure=not self.is_initializing())
+        measure=not self.is_initializing(),
+        differentiated=implementations.trained(self))
     return candidates[name](x, kernel)
 
 

@@ -191,7 +191,8 @@ class DepthwiseConv(nn.Module):
         'grouped', op=f'depthwise stride {self.strides} pads {pads}',
         inputs=[jax.ShapeDtypeStruct(a.shape, a.dtype) for a in (x, kernel)],
         measure=not self.is_initializing(),
-        version=f'kernels {kernels.version()}' if 'ffi' in candidates else '')
+        version=f'kernels {kernels.version()}' if 'ffi' in candidates else '',
+        differentiated=implementations.trained(self))
     return candidates[name](x, kernel)
 
 

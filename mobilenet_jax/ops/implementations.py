@@ -1,7 +1,8 @@
 """Choosing among equivalent implementations of an op: by name, or for 'auto' by measurement.
 
-'auto' times every candidate on the shapes of the layer being traced (forward and backward, a
-few runs each, the fastest run counted) the first time those shapes meet a backend, and keeps
+'auto' times every candidate on the shapes of the layer being traced (forward and backward
+where the layer is trained, the forward pass alone for inference; a few runs each, the fastest
+run counted) the first time those shapes meet a backend, and keeps
 the winner in a cache file keyed by backend, device kind, op, shapes and library versions, so
 later runs and other processes on the machine read it instead of measuring. A GPU thus gets
 whatever is fastest there without anyone having timed it in advance. Each choice is printed once
@@ -22,6 +23,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -51,17 +53,26 @@ def measuring() -> bool:
   return os.environ.get('MOBILENET_JAX_AUTOTUNE', 'on') != 'off'
 
 
+def trained(module: nn.Module) -> bool:
+  """Whether `module` is being applied in a train step, i.e. differentiated: the step that
+  updates the batch-norm statistics (every MobileNet has them) is the one that trains. Only the
+  choice of implementation depends on it, never the result."""
+  return module.is_mutable_collection('batch_stats')
+
+
 def choose(field: str, name: str, candidates: Mapping[str, Callable[..., jax.Array]],
            fastest_on_backend: Mapping[str, str], default: str, *, op: str,
            inputs: Sequence[jax.ShapeDtypeStruct], measure: bool = True,
-           version: str = '') -> str:
+           version: str = '', differentiated: bool = True) -> str:
   """`name`, or for 'auto' the candidate measured fastest on `inputs`' shapes.
 
   candidates: implementation name -> function of the inputs (the op's other arguments bound),
   each differentiable in all of them. measure=False takes the table (for parameter init, which
   runs once on a one-image batch whose shapes no step has). version: what the candidates' own
   code is, beyond the library versions in the key (the C++ kernels' source), so that a changed
-  candidate is measured again rather than read from the cache. With several processes, every
+  candidate is measured again rather than read from the cache. differentiated: whether the
+  program differentiates the layer (a train step), so the backward pass is timed too; inference
+  times the forward pass alone, a separate choice. With several processes, every
   process must call this for the same ops in the same order (they trace the same model).
   """
   static = resolve(field, name, candidates, fastest_on_backend, default)
@@ -70,13 +81,14 @@ def choose(field: str, name: str, candidates: Mapping[str, Callable[..., jax.Arr
   device = jax.devices()[0]
   shapes = ' '.join('x'.join(map(str, i.shape)) + f':{jnp.dtype(i.dtype).name}' for i in inputs)
   key = (f'{device.platform}|{device.device_kind}|{op} {shapes}|jax {jax.__version__}|'
-         + ','.join(sorted(candidates)) + (f'|{version}' if version else ''))
+         + ','.join(sorted(candidates)) + (f'|{version}' if version else '')
+         + ('' if differentiated else '|forward only'))
   with _lock:
     if key in _decided:
       return _decided[key]
     choice = how = None
     if jax.process_index() == 0:
-      choice, how = _cached_or_measured(key, candidates, inputs)
+      choice, how = _cached_or_measured(key, candidates, inputs, differentiated)
     if jax.process_count() > 1:
       # In another thread, as the measurement: the calling thread is tracing.
       with concurrent.futures.ThreadPoolExecutor(1) as pool:
@@ -88,12 +100,14 @@ def choose(field: str, name: str, candidates: Mapping[str, Callable[..., jax.Arr
             f'(it has {", ".join(sorted(candidates))}); build the same kernels on every host '
             'or name an implementation')
     _decided[key] = choice
-  print(f'{field}=auto for {op} {shapes}: {choice} ({how})', flush=True)
+  mode = '' if differentiated else ', forward pass only'
+  print(f'{field}=auto for {op} {shapes}: {choice} ({how}{mode})', flush=True)
   return choice
 
 
 def _cached_or_measured(key: str, candidates: Mapping[str, Callable],
-                        inputs: Sequence[jax.ShapeDtypeStruct]) -> tuple[str, str]:
+                        inputs: Sequence[jax.ShapeDtypeStruct],
+                        differentiated: bool = True) -> tuple[str, str]:
   """The choice for `key` and how it was made: from the cache file, else measured (and kept)."""
   path = os.path.join(cache_dir(), CACHE_FILE)
   known = _read_cache(path).get(key)
@@ -101,7 +115,7 @@ def _cached_or_measured(key: str, candidates: Mapping[str, Callable],
     return known['choice'], 'cached in ' + path
   # Measured in another thread: the calling thread is tracing, and JAX's trace is per thread.
   with concurrent.futures.ThreadPoolExecutor(1) as pool:
-    seconds = pool.submit(_measure_all, candidates, inputs).result()
+    seconds = pool.submit(_measure_all, candidates, inputs, differentiated).result()
   choice = min(seconds, key=seconds.get)
   _write_cache(path, key, {'choice': choice, 'seconds': seconds})
   return choice, 'measured: ' + ', '.join(
@@ -124,22 +138,29 @@ def cache_dir() -> str:
   return os.environ.get('MOBILENET_JAX_CACHE_DIR', default)
 
 
-def _measure_all(candidates: Mapping[str, Callable], inputs: Sequence[jax.ShapeDtypeStruct]
-                 ) -> dict[str, float]:
+def _measure_all(candidates: Mapping[str, Callable], inputs: Sequence[jax.ShapeDtypeStruct],
+                 differentiated: bool = True) -> dict[str, float]:
   rng = np.random.default_rng(0)
   arrays = [rng.standard_normal(i.shape).astype(i.dtype) for i in inputs]
   out = jax.eval_shape(next(iter(candidates.values())), *inputs)
   cotangent = rng.standard_normal(out.shape).astype(out.dtype)
-  return {name: _seconds(fn, arrays, cotangent) for name, fn in candidates.items()}
+  return {name: _seconds(fn, arrays, cotangent, differentiated)
+          for name, fn in candidates.items()}
 
 
-def _seconds(fn: Callable, arrays: list[np.ndarray], cotangent: np.ndarray) -> float:
-  """Fastest of a few runs of the forward pass and the gradients of all inputs, jitted."""
+def _seconds(fn: Callable, arrays: list[np.ndarray], cotangent: np.ndarray,
+             differentiated: bool = True) -> float:
+  """Fastest of a few runs of the forward pass and (differentiated) the gradients of all
+  inputs, jitted."""
   def forward_backward(cotangent, *arrays):
     out, backward = jax.vjp(fn, *arrays)
     return out, backward(cotangent)  # the output too, so that the forward pass is not dropped
 
-  step = jax.jit(forward_backward)
+  def forward(cotangent, *arrays):
+    del cotangent
+    return fn(*arrays)
+
+  step = jax.jit(forward_backward if differentiated else forward)
   args = [jax.device_put(a) for a in (cotangent, *arrays)]
   jax.block_until_ready(step(*args))  # compile
   times = []

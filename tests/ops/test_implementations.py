@@ -78,6 +78,26 @@ def test_changed_candidate_code_is_measured_again(measured, monkeypatch):
       'kernels aaa', 'kernels bbb']
 
 
+def test_inference_is_measured_on_the_forward_pass_alone(measured, monkeypatch, capsys):
+  """Train (batch statistics mutable) and inference make separate choices: the forward pass
+  plus gradients, and the forward pass alone, timed each."""
+  timed = []
+  monkeypatch.setattr(implementations, '_seconds',
+                      lambda fn, arrays, cotangent, differentiated: timed.append(differentiated)
+                      or (2.0 if fn is _slow else 1.0))
+  layer = conv.Conv(4, 3, 2)
+  x = jnp.ones((2, 8, 8, 3))
+  variables = layer.init(jax.random.key(0), x)
+  assert not timed  # init takes the table
+  layer.apply(variables, x, mutable=['batch_stats'])
+  assert timed == [True] * 3
+  layer.apply(variables, x)
+  assert timed == [True] * 3 + [False] * 3
+  assert 'forward pass only' in capsys.readouterr().out
+  assert sorted(key.endswith('|forward only') for key in json.loads(measured.read_text())) == [
+      False, True]
+
+
 def test_a_named_implementation_is_forced_and_bad_names_stop(measured):
   assert _choose('slow') == 'slow'
   assert not measured.exists()
