@@ -101,28 +101,35 @@ def test_ffi_is_bitwise_reproducible():
     assert np.array_equal(np.asarray(a), np.asarray(b))
 
 
-def _has_avx() -> bool:
-  return sys.platform == 'linux' and ' avx ' in pathlib.Path('/proc/cpuinfo').read_text()
+def _cpu_flags() -> set[str]:
+  if sys.platform != 'linux':
+    return set()
+  flags = [line for line in pathlib.Path('/proc/cpuinfo').read_text().splitlines()
+           if line.startswith('flags')]
+  return set(flags[0].split(':', 1)[1].split()) if flags else set()
 
 
 @needs_kernels
-@pytest.mark.skipif(not _has_avx(), reason='the CPU has no AVX: only the plain loops exist')
+@pytest.mark.parametrize('level, flag', [(1, 'avx'), (2, 'avx512f')])
 @pytest.mark.parametrize('padding', PADDINGS)
 @pytest.mark.parametrize('kernel', [(3, 3), (5, 5), (7, 7), (2, 3)])
 @pytest.mark.parametrize('stride', [1, 2])
 @pytest.mark.parametrize('height, width', [(9, 12), (12, 9)])
-def test_vector_loops_are_bitwise_the_plain_loops(padding, kernel, stride, height, width):
-  """The AVX loops (columns away from the padding, 8 channels a register) against the plain ones,
-  forward and both gradients; 20 channels: two registers and a tail of 4."""
-  x, k, pads = _inputs((2, height, width, 20), kernel, stride, padding)
-  was_on = kernels.use_vector_loops(True)
+def test_vector_loops_are_bitwise_the_plain_loops(level, flag, padding, kernel, stride, height,
+                                                  width):
+  """The AVX and AVX-512 loops (columns away from the padding) against the plain ones, forward
+  and both gradients; 28 channels: a 16-wide block, an 8-wide one and a tail of 4."""
+  if flag not in _cpu_flags():
+    pytest.skip(f'the CPU has no {flag}: its loops cannot run here')
+  x, k, pads = _inputs((2, height, width, 28), kernel, stride, padding)
+  best = kernels.set_vector_level(level)
   try:
     vector = _output_and_gradients('ffi', x, k, stride, pads)
-    kernels.use_vector_loops(False)
+    kernels.set_vector_level(0)
     plain = _output_and_gradients('ffi', x, k, stride, pads)
   finally:
-    kernels.use_vector_loops(was_on)
-  assert was_on
+    kernels.set_vector_level(best)
+  assert best >= level
   for name, v, p in zip(('output', 'input gradient', 'kernel gradient'), vector, plain):
     assert np.array_equal(np.asarray(v).view(np.uint32), np.asarray(p).view(np.uint32)), name
 

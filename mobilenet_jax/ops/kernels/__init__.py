@@ -84,13 +84,17 @@ def _load() -> str | None:
   return None
 
 
-def use_vector_loops(on: bool) -> bool:
-  """Switches depthwise.cc's hand-vectorised (AVX) loops on or off; returns whether they were on.
-  On by default where the CPU has AVX; both paths give bitwise the same results (the tests
-  compare them). Needs the kernels loaded (`available()`)."""
+VECTOR_LEVELS = {0: 'plain loops', 1: 'AVX', 2: 'AVX-512'}
+
+
+def set_vector_level(level: int) -> int:
+  """Sets the widest registers depthwise.cc's hand-vectorised loops may use (0: the plain loops,
+  1: AVX, 2: AVX-512, capped at what the CPU has) and returns the level used before. By default
+  the CPU's best; every level gives bitwise the same results (the tests compare them). Needs
+  the kernels loaded (`available()`)."""
   if not available():
     raise RuntimeError(unavailable_reason())
-  return bool(ctypes.cdll.LoadLibrary(LIBRARY).MobilenetJaxDepthwiseUseAvx(int(on)))
+  return int(ctypes.cdll.LoadLibrary(LIBRARY).MobilenetJaxDepthwiseVectorLevel(int(level)))
 
 
 def _call(target: str, out_shape: tuple[int, ...], a: jax.Array, b: jax.Array, stride: int,

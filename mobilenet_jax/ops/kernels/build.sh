@@ -2,7 +2,10 @@
 # Builds the C++ kernels (depthwise.cc) into build/, against the FFI headers of the jaxlib of the
 # Python that runs it; mobilenet_jax/ops/kernels/__init__.py loads the library. Called by
 # setup.sh. Idempotent: rebuilds only when the source, the flags, the compiler or jaxlib change.
-# Plain -O3 (no -march=native): the library may run on another machine than the one that built it.
+# Plain -O3 (no -march=native): the library may run on another machine than the one that built it;
+# depthwise.cc picks its AVX or AVX-512 loops at run time. -ffp-contract=off: no multiply-add is
+# fused, so every path sums bitwise alike; -Wno-psabi: the AVX-512 helpers are always inlined,
+# so the vector-ABI note GCC gives for them does not apply.
 set -euo pipefail
 cd "$(dirname "$0")"
 if ! command -v g++ >/dev/null 2>&1; then
@@ -16,7 +19,7 @@ if [ ! -f "$include/xla/ffi/api/ffi.h" ]; then
   echo "C++ kernels not built: no XLA FFI headers in this Python's jaxlib (${include:-none})" >&2
   exit 1
 fi
-flags=(-std=c++17 -O3 -shared -fPIC -Wall -Wextra)
+flags=(-std=c++17 -O3 -ffp-contract=off -shared -fPIC -Wall -Wextra -Wno-psabi)
 source_hash="$(sha256sum depthwise.cc | cut -d' ' -f1)"
 build_hash="$( (echo "${flags[*]}"; g++ --version | head -1; echo "$jaxlib_version") \
   | sha256sum | cut -d' ' -f1)"

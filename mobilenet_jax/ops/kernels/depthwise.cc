@@ -3,12 +3,12 @@
 // Layouts: x, y, dy NHWC float32; the kernel (kh, kw, 1, C), the layout of
 // mobilenet_jax.ops.depthwise. Attributes: stride and the explicit padding (top, bottom, left,
 // right). Padding is handled by skipping the taps that fall outside the input (no padded copy).
-// Every inner loop runs over channels, contiguous in memory. Where the CPU has AVX (checked at
-// run time: the library is built without -march, for any x86-64), the columns away from the
-// padding and the kernel gradient's sums take hand-vectorised loops (8 channels a register, 4
-// output columns at a time so that each weight load serves four); elsewhere plain loops that the
-// compiler vectorises for the baseline ISA. Both paths do the same multiplies and adds in the
-// same order (no fused multiply-add), so their results are bitwise the same.
+// Every inner loop runs over channels, contiguous in memory. Where the CPU has AVX or AVX-512
+// (checked at run time: the library is built without -march, for any x86-64), the columns away
+// from the padding and the kernel gradient's sums take hand-vectorised loops (8 or 16 channels
+// a register, 4 output columns at a time so that each weight load serves four); elsewhere plain
+// loops that the compiler vectorises for the baseline ISA. Every path does the same multiplies
+// and adds in the same order (no fused multiply-add), so their results are bitwise the same.
 //
 // Work runs on XLA's intra-op thread pool (the FFI ThreadPool context) when XLA provides one.
 // The handlers are asynchronous: they schedule their parts, run one part on the calling thread
@@ -21,6 +21,7 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <cstring>
 #include <string>
 #include <utility>
 #include <vector>
@@ -147,29 +148,57 @@ inline void SumOfProducts(const float* const* a, const float* const* b, int64_t 
 }
 
 #if MOBILENET_JAX_AVX
-// Whether the hand-vectorised loops run: the CPU has AVX, and nothing switched them off
-// (MobilenetJaxDepthwiseUseAvx, for the tests that compare the two paths).
-std::atomic<bool> use_avx{__builtin_cpu_supports("avx") != 0};
+// The widest registers the hand-vectorised loops use: 0 (the plain loops), 1 (AVX) or 2
+// (AVX-512F): the CPU's best unless lowered (MobilenetJaxDepthwiseVectorLevel, for the tests
+// that compare the paths).
+int BestVectorLevel() {
+  return __builtin_cpu_supports("avx512f") ? 2 : __builtin_cpu_supports("avx") ? 1 : 0;
+}
+std::atomic<int> vector_level{BestVectorLevel()};
+
+// 8 and 16 floats: an AVX and an AVX-512 register (GCC's vector extensions; + and * are
+// separate instructions, never fused: contraction is off, see build.sh).
+typedef float Float8 __attribute__((vector_size(32)));
+typedef float Float16 __attribute__((vector_size(64)));
+
+template <typename V>
+AVX_INLINE V Load(const float* p) {
+  V v;
+  std::memcpy(&v, p, sizeof(V));
+  return v;
+}
+
+template <typename V>
+AVX_INLINE void Store(float* p, V v) {
+  std::memcpy(p, &v, sizeof(V));
+}
 
 // Columns k0 .. k0 + U - 1 of a run: out[k * out_step + c] = sum over taps t of
-// src[t][k * in_step + c] * w[t][c], the taps in order, 8 channels a register.
-template <int U>
-AVX_INLINE void AvxColumns(const float* const* src, const float* const* w, int64_t taps,
-                           int64_t channels, int64_t in_step, float* out, int64_t out_step,
-                           int64_t k0) {
-  int64_t c0 = 0;
-  for (; c0 + 8 <= channels; c0 += 8) {
-    __m256 acc[U];
-    for (int u = 0; u < U; ++u) acc[u] = _mm256_setzero_ps();
+// src[t][k * in_step + c] * w[t][c], the taps in order, for the channels from c0 on in blocks of
+// V's width while a whole block fits; returns the first channel not done.
+template <typename V, int U>
+AVX_INLINE int64_t VectorColumns(const float* const* src, const float* const* w, int64_t taps,
+                                 int64_t c0, int64_t channels, int64_t in_step, float* out,
+                                 int64_t out_step, int64_t k0) {
+  constexpr int64_t kWidth = sizeof(V) / sizeof(float);
+  for (; c0 + kWidth <= channels; c0 += kWidth) {
+    V acc[U];
+    for (int u = 0; u < U; ++u) acc[u] = V{};
     for (int64_t t = 0; t < taps; ++t) {
-      const __m256 wt = _mm256_loadu_ps(w[t] + c0);
+      const V wt = Load<V>(w[t] + c0);
       const float* p = src[t] + k0 * in_step + c0;
-      for (int u = 0; u < U; ++u) {
-        acc[u] = _mm256_add_ps(acc[u], _mm256_mul_ps(_mm256_loadu_ps(p + u * in_step), wt));
-      }
+      for (int u = 0; u < U; ++u) acc[u] = acc[u] + Load<V>(p + u * in_step) * wt;
     }
-    for (int u = 0; u < U; ++u) _mm256_storeu_ps(out + (k0 + u) * out_step + c0, acc[u]);
+    for (int u = 0; u < U; ++u) Store(out + (k0 + u) * out_step + c0, acc[u]);
   }
+  return c0;
+}
+
+// The same for the channels from c0 on, one at a time.
+template <int U>
+AVX_INLINE void ScalarColumns(const float* const* src, const float* const* w, int64_t taps,
+                              int64_t c0, int64_t channels, int64_t in_step, float* out,
+                              int64_t out_step, int64_t k0) {
   for (; c0 < channels; ++c0) {
     for (int u = 0; u < U; ++u) {
       float acc = 0.0f;
@@ -179,17 +208,33 @@ AVX_INLINE void AvxColumns(const float* const* src, const float* const* w, int64
   }
 }
 
-// Columns [begin, end) of a run, four at a time (two where the source is read with a stride).
-AVX_TARGET void AvxRun(const float* const* src, const float* const* w, int64_t taps,
-                       int64_t channels, int64_t in_step, float* out, int64_t out_step,
-                       int64_t begin, int64_t end) {
-  int64_t k = begin;
-  if (in_step > out_step) {  // strided reads: two columns at a time kept closer to memory speed
-    for (; k + 2 <= end; k += 2) AvxColumns<2>(src, w, taps, channels, in_step, out, out_step, k);
+// Columns [begin, end) of a run, four at a time (two where the source is read with a stride),
+// in AVX registers, or AVX-512 ones and then AVX for a remainder of 8 channels. One definition,
+// compiled for each instruction set (a function's target cannot be a template parameter).
+#define DEFINE_RUN(NAME, TARGET, WIDE)                                                         \
+  template <int U>                                                                             \
+  __attribute__((target(TARGET), always_inline)) inline void NAME##Columns(                    \
+      const float* const* src, const float* const* w, int64_t taps, int64_t channels,          \
+      int64_t in_step, float* out, int64_t out_step, int64_t k) {                              \
+    int64_t c0 = VectorColumns<WIDE, U>(src, w, taps, 0, channels, in_step, out, out_step, k); \
+    c0 = VectorColumns<Float8, U>(src, w, taps, c0, channels, in_step, out, out_step, k);      \
+    ScalarColumns<U>(src, w, taps, c0, channels, in_step, out, out_step, k);                   \
+  }                                                                                            \
+  __attribute__((target(TARGET))) void NAME(                                                   \
+      const float* const* src, const float* const* w, int64_t taps, int64_t channels,          \
+      int64_t in_step, float* out, int64_t out_step, int64_t begin, int64_t end) {             \
+    int64_t k = begin;                                                                         \
+    if (in_step > out_step) {                                                                  \
+      for (; k + 2 <= end; k += 2) {                                                           \
+        NAME##Columns<2>(src, w, taps, channels, in_step, out, out_step, k);                   \
+      }                                                                                        \
+    }                                                                                          \
+    for (; k + 4 <= end; k += 4) NAME##Columns<4>(src, w, taps, channels, in_step, out, out_step, k); \
+    for (; k < end; ++k) NAME##Columns<1>(src, w, taps, channels, in_step, out, out_step, k);  \
   }
-  for (; k + 4 <= end; k += 4) AvxColumns<4>(src, w, taps, channels, in_step, out, out_step, k);
-  for (; k < end; ++k) AvxColumns<1>(src, w, taps, channels, in_step, out, out_step, k);
-}
+DEFINE_RUN(AvxRun, "avx", Float8)
+DEFINE_RUN(Avx512Run, "avx512f", Float16)
+#undef DEFINE_RUN
 #endif
 
 // A depthwise layer's forward pass and its input gradient are the same gather: each pixel of
@@ -283,7 +328,8 @@ ffi::Future RunGather(ffi::ThreadPool& pool, const Shape& s, const float* kd, Ga
       const int64_t n = row / g.result_h, r = row % g.result_h;
       float* out_row = g.result + row * g.result_w * s.c;
 #if MOBILENET_JAX_AVX
-      if (use_avx.load(std::memory_order_relaxed)) {
+      const int level = vector_level.load(std::memory_order_relaxed);
+      if (level > 0) {
         for (const ColumnClass& c : *g.classes) {
           // The vectorised run over [first, last), each tap's pointer at column `first`.
           int64_t taps = 0;
@@ -300,9 +346,10 @@ ffi::Future RunGather(ffi::ThreadPool& pool, const Shape& s, const float* kd, Ga
           }
           const int64_t run_end = taps > 0 ? c.last : c.first;  // no taps: every pixel is zero
           if (taps > 0) {
-            AvxRun(a.data(), b.data(), taps, s.c, c.step * s.c,
-                   out_row + (c.start + c.first * c.every) * s.c, c.every * s.c, 0,
-                   c.last - c.first);
+            (level == 2 ? Avx512Run : AvxRun)(
+                a.data(), b.data(), taps, s.c, c.step * s.c,
+                out_row + (c.start + c.first * c.every) * s.c, c.every * s.c, 0,
+                c.last - c.first);
           }
           for (int64_t k = 0; k < c.count; ++k) {
             if (k >= c.first && k < run_end) continue;
@@ -515,7 +562,8 @@ ffi::Future KernelGrad(ffi::ThreadPool pool, ffi::BufferR4<ffi::F32> x,
           const float* x_row = xd + (n * s.h + ih) * s.w * s.c;
           float* out_i = out + i * s.kw * s.c;
 #if MOBILENET_JAX_AVX
-          if (use_avx.load(std::memory_order_relaxed) && (s.kw == 3 || s.kw == 5 || s.kw == 7)) {
+          if (vector_level.load(std::memory_order_relaxed) > 0 &&
+              (s.kw == 3 || s.kw == 5 || s.kw == 7)) {
             const int64_t* sp = spans->data();
             if (s.kw == 3) AvxKernelGradRow<3>(x_row, dy_row, s, sp, out_i);
             if (s.kw == 5) AvxKernelGradRow<5>(x_row, dy_row, s, sp, out_i);
@@ -564,15 +612,14 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(MobilenetJaxDepthwiseForward, Forward, DEPTHWISE_B
 XLA_FFI_DEFINE_HANDLER_SYMBOL(MobilenetJaxDepthwiseInputGrad, InputGrad, DEPTHWISE_BINDING);
 XLA_FFI_DEFINE_HANDLER_SYMBOL(MobilenetJaxDepthwiseKernelGrad, KernelGrad, DEPTHWISE_BINDING);
 
-// Switches the hand-vectorised loops on (where the CPU has AVX) or off, returning whether they
-// were on: for the tests that compare both paths, and for A/B timing in one process.
-extern "C" int MobilenetJaxDepthwiseUseAvx(int on) {
+// Sets the widest registers the hand-vectorised loops may use (0: the plain loops, 1: AVX,
+// 2: AVX-512; capped at what the CPU has) and returns the level they used before: for the tests
+// that compare the paths, and for A/B timing in one process.
+extern "C" int MobilenetJaxDepthwiseVectorLevel(int level) {
 #if MOBILENET_JAX_AVX
-  const bool was = use_avx.load();
-  use_avx.store(on != 0 && __builtin_cpu_supports("avx") != 0);
-  return was;
+  return vector_level.exchange(std::clamp(level, 0, BestVectorLevel()));
 #else
-  (void)on;
+  (void)level;
   return 0;
 #endif
 }
