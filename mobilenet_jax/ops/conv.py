@@ -98,8 +98,9 @@ _convolve_with_matmul_grad.defvjp(_convolve_forward, _convolve_backward)
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
 def _im2col(x: jax.Array, kernel: jax.Array, stride: int, pads) -> jax.Array:
-  """The k*k windows side by side times the kernel; the backward pass is 'matmul''s (the windows
-  gathered again for the kernel gradient rather than kept: 2.25x the input at stride 2)."""
+  """The k*k windows side by side times the kernel. Its backward pass is that of 'matmul': the
+  windows are gathered again for the kernel gradient rather than kept (2.25x the input at
+  stride 2)."""
   return jnp.einsum('...p,pd->...d', _patches(x, kernel.shape[0], stride, pads),
                     kernel.reshape(-1, kernel.shape[-1]))
 

@@ -84,9 +84,6 @@ def _load() -> str | None:
   return None
 
 
-VECTOR_LEVELS = {0: 'plain loops', 1: 'AVX', 2: 'AVX-512'}
-
-
 def set_vector_level(level: int) -> int:
   """Sets the widest registers depthwise.cc's hand-vectorised loops may use (0: the plain loops,
   1: AVX, 2: AVX-512, capped at what the CPU has) and returns the level used before. By default
