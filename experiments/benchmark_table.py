@@ -3,7 +3,8 @@ r"""The README's speed table: experiments.benchmark against PyTorch over familie
   python -m experiments.benchmark_table --processes=3 --out=docs/benchmark.json
 
 Each cell runs `python -m experiments.benchmark --compare_torch --json` in `--processes` fresh
-processes (these machines are noisy) and reports the median of their ratios to PyTorch.
+processes (these machines are noisy) and reports the median of their ratios to PyTorch; the
+cells whose processes disagree by more than a fifth are listed after the table, to run again.
 """
 
 import itertools
@@ -16,6 +17,7 @@ from absl import flags
 
 from experiments import cli
 from mobilenet_jax.errors import UserError
+from mobilenet_jax.tools import benchmarking
 
 _FAMILIES = flags.DEFINE_list('families', ['v3_large', 'v3_small', 'v2', 'v1', 'v4_conv_small'],
                                 'Configs.')
@@ -47,11 +49,19 @@ def main(argv):
     size, batch = size_batch.split('/')
     runs = [_measure(family, mode, size, batch) for _ in range(_PROCESSES.value)]
     median = lambda key: statistics.median(r[key] for r in runs)  # pylint: disable=cell-var-from-loop
+    ratios = [r['ratio_vs_torch'] for r in runs]
     cells.append({'family': family, 'mode': mode, 'image_size': int(size), 'batch': int(batch),
-                  'ratio_vs_torch': median('ratio_vs_torch'), 'runs': runs})
+                  'ratio_vs_torch': median('ratio_vs_torch'), 'runs': runs,
+                  'processes_disagree': benchmarking.processes_disagree(ratios)})
     print(f'| {family} | {mode} | {size}/{batch} | {median("images_per_second"):.1f} | '
           f'{median("torch_images_per_second"):.1f} | {median("ratio_vs_torch"):.2f}x | '
           f'{median("compile_seconds"):.1f} |', flush=True)
+  for cell in cells:
+    if cell['processes_disagree']:
+      ratios = ', '.join(f"{r['ratio_vs_torch']:.2f}x" for r in cell['runs'])
+      print(f"note: {cell['family']} {cell['mode']} {cell['image_size']}/{cell['batch']}: its "
+            f'processes disagree ({ratios}); run the cell again before trusting the median',
+            flush=True)
   if _OUT.value:
     with open(_OUT.value, 'w') as f:
       json.dump(cells, f, indent=1)

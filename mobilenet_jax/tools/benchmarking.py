@@ -103,6 +103,17 @@ def torch_step(config, mode: str, batch: int, params: int) -> tuple[Callable[[],
   return run, {'torch_threads': threads, 'torch_version': torch.__version__}
 
 
+# Processes of one cell whose ratios to PyTorch differ by more than this share disagree: on
+# these machines some processes run a whole step ~1.6x slower (both implementations of the
+# depthwise layers alike, PyTorch less), and a median of three may then land on the slow side.
+DISAGREEMENT = 0.2
+
+
+def processes_disagree(ratios: list[float]) -> bool:
+  """Whether the processes of one cell measured ratios too far apart to trust their median."""
+  return len(ratios) > 1 and max(ratios) > (1 + DISAGREEMENT) * min(ratios)
+
+
 def _timings(seconds: list[float], batch: int) -> dict:
   median = statistics.median(seconds)
   return {'step_ms': {'median': 1e3 * median, 'min': 1e3 * min(seconds),

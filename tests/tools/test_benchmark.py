@@ -53,3 +53,12 @@ def test_benchmark_reports_both_frameworks(mode):
       result['images_per_second'] / result['torch_images_per_second'])
   assert result['compile_seconds'] > 0 and result['params'] == 2_542_856
   assert result['xla_peak_memory_mb'] > 0
+
+
+@pytest.mark.parametrize('ratios, disagree', [
+    ([0.59, 0.63, 0.81], True),   # two of three processes in the slow mode (a real cell)
+    ([0.82, 0.85, 0.82], False),  # the same cell run again
+    ([0.80, 0.95], False),        # within a fifth
+    ([1.2], False)])
+def test_processes_that_disagree_are_flagged(ratios, disagree):
+  assert benchmarking.processes_disagree(ratios) == disagree
