@@ -59,3 +59,8 @@ def layer_costs(model: nn.Module, image_size: int, in_channels: int = 3) -> list
 def totals(costs: list[LayerCost]) -> tuple[int, int]:
   """(params, madds) of a whole network."""
   return sum(c.params for c in costs), sum(c.madds for c in costs)
+
+
+def model_totals(model: nn.Module, image_size: int) -> tuple[int, int]:
+  """(params, madds) of `model` on RGB images of `image_size` px."""
+  return totals(layer_costs(model, image_size))

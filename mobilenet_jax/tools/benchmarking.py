@@ -67,8 +67,7 @@ def jax_step(config, mode: str, batch: int
 
 def model_size(config) -> tuple[int, int]:
   """(parameters, multiply-adds) of the model of `config` at its image size."""
-  return complexity.totals(complexity.layer_costs(setup.build_model(config),
-                                                  config.input.image_size))
+  return complexity.model_totals(setup.build_model(config), config.input.image_size)
 
 
 def torch_step(config, mode: str, batch: int, params: int) -> tuple[Callable[[], None], dict]:

@@ -41,8 +41,7 @@ def _family(config_name: str) -> str:
 
 
 def _complexity(config: ml_collections.ConfigDict) -> tuple[int, int]:
-  model = registry.create_model(config.model)
-  return complexity.totals(complexity.layer_costs(model, config.input.image_size))
+  return complexity.model_totals(registry.create_model(config.model), config.input.image_size)
 
 
 def collect(sweep_dir: str) -> list[dict[str, Any]]:

@@ -111,7 +111,7 @@ def _restore_or_initialise(manager, compiled: parallel.ParallelSteps, run: setup
 
 
 def _announce(config, run: setup.Setup) -> tuple[int, int]:
-  params, madds = complexity.totals(complexity.layer_costs(run.model, config.input.image_size))
+  params, madds = complexity.model_totals(run.model, config.input.image_size)
   print(f'{config.name}: {params:,} params, {madds / 1e6:.1f}M MAdds; {run.num_steps} steps of '
         f'{config.batch_size} images ({run.spec.steps_per_epoch} an epoch) on '
         f'{jax.device_count()} devices', flush=True)
