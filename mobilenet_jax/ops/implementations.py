@@ -1,8 +1,8 @@
 """Choosing among equivalent implementations of an op: by name, or for 'auto' by measurement.
 
 'auto' times every candidate on the shapes of the layer being traced (forward and backward
-where the layer is trained, the forward pass alone for inference; a few runs each, the fastest
-run counted) the first time those shapes meet a backend, and keeps
+where the layer is trained, the forward pass alone for inference; a few runs each, taking
+turns, the fastest run counted) the first time those shapes meet a backend, and keeps
 the winner in a cache file keyed by backend, device kind, op, shapes and library versions, so
 later runs and other processes on the machine read it instead of measuring. A GPU thus gets
 whatever is fastest there without anyone having timed it in advance. Each choice is printed once
@@ -32,8 +32,8 @@ from jax.experimental import multihost_utils
 from mobilenet_jax import errors
 
 CACHE_FILE = 'implementations.json'
-_REPEATS = 5              # timed runs of each candidate after its compile; the fastest counts
-_SECONDS_PER_CANDIDATE = 2.0  # fewer repeats where one run is long
+_ROUNDS = 5               # timed runs of each candidate after its compile; the fastest counts
+_SECONDS_PER_CANDIDATE = 2.0  # fewer rounds where one run is long
 _NAME_BYTES = 64          # an implementation's name, as process 0 sends it to the others
 
 _lock = threading.Lock()
@@ -140,18 +140,32 @@ def cache_dir() -> str:
 
 def _measure_all(candidates: Mapping[str, Callable], inputs: Sequence[jax.ShapeDtypeStruct],
                  differentiated: bool = True) -> dict[str, float]:
+  """Each candidate's fastest run. The candidates take turns, one run each a round, so that a
+  slow spell of a noisy machine (seen here: seconds at a time) falls on all of them rather than
+  on whichever was being timed; timed one after another, 5 runs each, two candidates within 5%
+  of each other came out either way and a 30%-slower one won a 28 px layer."""
   rng = np.random.default_rng(0)
   arrays = [rng.standard_normal(i.shape).astype(i.dtype) for i in inputs]
   out = jax.eval_shape(next(iter(candidates.values())), *inputs)
   cotangent = rng.standard_normal(out.shape).astype(out.dtype)
-  return {name: _seconds(fn, arrays, cotangent, differentiated)
+  runs = {name: _runner(fn, arrays, cotangent, differentiated)
           for name, fn in candidates.items()}
+  times = {name: [] for name in runs}
+  deadline = time.perf_counter() + _SECONDS_PER_CANDIDATE * len(runs)
+  for round_ in range(_ROUNDS):
+    if round_ and time.perf_counter() > deadline:
+      break
+    for name, run in runs.items():
+      start = time.perf_counter()
+      run()
+      times[name].append(time.perf_counter() - start)
+  return {name: min(seconds) for name, seconds in times.items()}
 
 
-def _seconds(fn: Callable, arrays: list[np.ndarray], cotangent: np.ndarray,
-             differentiated: bool = True) -> float:
-  """Fastest of a few runs of the forward pass and (differentiated) the gradients of all
-  inputs, jitted."""
+def _runner(fn: Callable, arrays: list[np.ndarray], cotangent: np.ndarray,
+            differentiated: bool = True) -> Callable[[], None]:
+  """A function that runs, once and to completion, the forward pass and (differentiated) the
+  gradients of all inputs, jitted; compiled before it is returned."""
   def forward_backward(cotangent, *arrays):
     out, backward = jax.vjp(fn, *arrays)
     return out, backward(cotangent)  # the output too, so that the forward pass is not dropped
@@ -163,13 +177,7 @@ def _seconds(fn: Callable, arrays: list[np.ndarray], cotangent: np.ndarray,
   step = jax.jit(forward_backward if differentiated else forward)
   args = [jax.device_put(a) for a in (cotangent, *arrays)]
   jax.block_until_ready(step(*args))  # compile
-  times = []
-  deadline = time.perf_counter() + _SECONDS_PER_CANDIDATE
-  while len(times) < _REPEATS and (not times or time.perf_counter() < deadline):
-    start = time.perf_counter()
-    jax.block_until_ready(step(*args))
-    times.append(time.perf_counter() - start)
-  return min(times)
+  return lambda: jax.block_until_ready(step(*args))
 
 
 def _read_cache(path: str) -> dict:

@@ -78,13 +78,27 @@ def test_changed_candidate_code_is_measured_again(measured, monkeypatch):
       'kernels aaa', 'kernels bbb']
 
 
+def test_candidates_take_turns_and_the_fastest_run_counts(monkeypatch):
+  """One run of each candidate a round: a slow spell of the machine falls on all of them."""
+  runs = []
+  clock = iter(range(1000))
+  monkeypatch.setattr(implementations.time, 'perf_counter', lambda: float(next(clock)))
+  monkeypatch.setattr(implementations, '_runner',
+                      lambda fn, arrays, cotangent, differentiated: lambda: runs.append(fn))
+  candidates = {'a': lambda x: x, 'b': lambda x: 2 * x}
+  monkeypatch.setattr(implementations, '_SECONDS_PER_CANDIDATE', 1e6)
+  seconds = implementations._measure_all(candidates, INPUTS)
+  assert runs == [candidates['a'], candidates['b']] * implementations._ROUNDS
+  assert seconds == {'a': 1.0, 'b': 1.0}  # each run read the fake clock twice in a row
+
+
 def test_inference_is_measured_on_the_forward_pass_alone(measured, monkeypatch, capsys):
   """Train (batch statistics mutable) and inference make separate choices: the forward pass
   plus gradients, and the forward pass alone, timed each."""
   timed = []
-  monkeypatch.setattr(implementations, '_seconds',
+  monkeypatch.setattr(implementations, '_runner',
                       lambda fn, arrays, cotangent, differentiated: timed.append(differentiated)
-                      or 1.0)
+                      or (lambda: None))
   layer = conv.Conv(4, 3, 2)
   x = jnp.ones((2, 8, 8, 3))
   variables = layer.init(jax.random.key(0), x)
