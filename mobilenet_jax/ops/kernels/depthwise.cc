@@ -29,9 +29,7 @@
 #include "xla/ffi/api/ffi.h"
 
 #if defined(__x86_64__) && defined(__GNUC__)
-#include <immintrin.h>
 #define MOBILENET_JAX_AVX 1
-#define AVX_TARGET __attribute__((target("avx")))
 #define AVX_INLINE __attribute__((target("avx"), always_inline)) inline
 #else
 #define MOBILENET_JAX_AVX 0
@@ -464,58 +462,70 @@ inline void AddDotOverPixels(const float* a, int64_t a_step, const float* b, int
 
 #if MOBILENET_JAX_AVX
 // One output row's share of one kernel row: out[j * c + ch] += sum over the output columns p in
-// [lo_j, hi_j) of x_row[(p * stride + j - left) * c + ch] * dy_row[p * c + ch], for every tap
-// column j at once (each dy pixel loaded once for the KW of them), 8 channels a register. Each
-// (j, ch) sums its columns in ascending order from zero, as AddDotOverPixels does.
-template <int KW>
-AVX_TARGET void AvxKernelGradRow(const float* x_row, const float* dy_row, const Shape& s,
-                                 const int64_t* spans, float* out) {
-  int64_t lo = 0, hi = s.ow;  // the columns every tap reads inside
-  for (int j = 0; j < KW; ++j) {
-    lo = std::max(lo, spans[2 * j]);
-    hi = std::min(hi, spans[2 * j + 1]);
-  }
-  hi = std::max(lo, hi);
+// [spans[2j], spans[2j + 1]) of x_row[(p * stride + j - left) * c + ch] * dy_row[p * c + ch], for
+// every tap column j at once (each dy pixel loaded once for the KW of them), for the channels
+// from c0 on in blocks of V's width while a whole block fits; returns the first channel not done.
+// [lo, hi) are the columns every tap reads inside. Each (j, ch) sums its columns in ascending
+// order from zero, as AddDotOverPixels does.
+template <typename V, int KW>
+AVX_INLINE int64_t VectorKernelGradRow(const float* x_row, const float* dy_row, const Shape& s,
+                                       const int64_t* spans, int64_t lo, int64_t hi, int64_t c0,
+                                       float* out) {
+  constexpr int64_t kWidth = sizeof(V) / sizeof(float);
   const int64_t c = s.c, x_step = s.stride * c;
   auto x_at = [&](int64_t p, int j) { return x_row + (p * s.stride + j - s.left) * c; };
-  int64_t c0 = 0;
-  for (; c0 + 8 <= c; c0 += 8) {
-    __m256 acc[KW];
+  for (; c0 + kWidth <= c; c0 += kWidth) {
+    V acc[KW];
     for (int j = 0; j < KW; ++j) {
-      acc[j] = _mm256_setzero_ps();
+      acc[j] = V{};
       for (int64_t p = spans[2 * j]; p < std::min(lo, spans[2 * j + 1]); ++p) {
-        acc[j] = _mm256_add_ps(acc[j], _mm256_mul_ps(_mm256_loadu_ps(x_at(p, j) + c0),
-                                                     _mm256_loadu_ps(dy_row + p * c + c0)));
+        acc[j] = acc[j] + Load<V>(x_at(p, j) + c0) * Load<V>(dy_row + p * c + c0);
       }
     }
-    if (lo < hi) {
-      const float* xp = x_at(lo, 0) + c0;
-      for (int64_t p = lo; p < hi; ++p, xp += x_step) {
-        const __m256 d = _mm256_loadu_ps(dy_row + p * c + c0);
-        for (int j = 0; j < KW; ++j) {
-          acc[j] = _mm256_add_ps(acc[j], _mm256_mul_ps(_mm256_loadu_ps(xp + j * c), d));
-        }
-      }
+    const float* xp = x_at(lo, 0) + c0;
+    for (int64_t p = lo; p < hi; ++p, xp += x_step) {
+      const V d = Load<V>(dy_row + p * c + c0);
+      for (int j = 0; j < KW; ++j) acc[j] = acc[j] + Load<V>(xp + j * c) * d;
     }
     for (int j = 0; j < KW; ++j) {
       for (int64_t p = std::max(hi, spans[2 * j]); p < spans[2 * j + 1]; ++p) {
-        acc[j] = _mm256_add_ps(acc[j], _mm256_mul_ps(_mm256_loadu_ps(x_at(p, j) + c0),
-                                                     _mm256_loadu_ps(dy_row + p * c + c0)));
+        acc[j] = acc[j] + Load<V>(x_at(p, j) + c0) * Load<V>(dy_row + p * c + c0);
       }
       float* o = out + j * c + c0;
-      _mm256_storeu_ps(o, _mm256_add_ps(_mm256_loadu_ps(o), acc[j]));
+      Store(o, Load<V>(o) + acc[j]);
     }
   }
-  for (; c0 < c; ++c0) {
-    for (int j = 0; j < KW; ++j) {
-      float acc = 0.0f;
-      for (int64_t p = spans[2 * j]; p < spans[2 * j + 1]; ++p) {
-        acc += x_at(p, j)[c0] * dy_row[p * c + c0];
-      }
-      out[j * c + c0] += acc;
-    }
-  }
+  return c0;
 }
+
+// The same for every channel: AVX-512 registers (or AVX ones), then AVX for a remainder of 8
+// channels, then one channel at a time. One definition per instruction set, as DEFINE_RUN.
+#define DEFINE_KERNEL_GRAD_ROW(NAME, TARGET, WIDE)                                        \
+  template <int KW>                                                                       \
+  __attribute__((target(TARGET))) void NAME(const float* x_row, const float* dy_row,      \
+                                            const Shape& s, const int64_t* spans,         \
+                                            float* out) {                                 \
+    int64_t lo = 0, hi = s.ow;                                                            \
+    for (int j = 0; j < KW; ++j) {                                                        \
+      lo = std::max(lo, spans[2 * j]);                                                    \
+      hi = std::min(hi, spans[2 * j + 1]);                                                \
+    }                                                                                     \
+    hi = std::max(lo, hi);                                                                \
+    int64_t c0 = VectorKernelGradRow<WIDE, KW>(x_row, dy_row, s, spans, lo, hi, 0, out);  \
+    c0 = VectorKernelGradRow<Float8, KW>(x_row, dy_row, s, spans, lo, hi, c0, out);       \
+    for (; c0 < s.c; ++c0) {                                                              \
+      for (int j = 0; j < KW; ++j) {                                                      \
+        float acc = 0.0f;                                                                 \
+        for (int64_t p = spans[2 * j]; p < spans[2 * j + 1]; ++p) {                       \
+          acc += x_row[(p * s.stride + j - s.left) * s.c + c0] * dy_row[p * s.c + c0];    \
+        }                                                                                 \
+        out[j * s.c + c0] += acc;                                                         \
+      }                                                                                   \
+    }                                                                                     \
+  }
+DEFINE_KERNEL_GRAD_ROW(AvxKernelGradRow, "avx", Float8)
+DEFINE_KERNEL_GRAD_ROW(Avx512KernelGradRow, "avx512f", Float16)
+#undef DEFINE_KERNEL_GRAD_ROW
 #endif
 
 // dk[i, j, c] = sum over n, oh, ow of x[n, oh*s + i - top, ow*s + j - left, c] * dy[n, oh, ow, c].
@@ -562,12 +572,15 @@ ffi::Future KernelGrad(ffi::ThreadPool pool, ffi::BufferR4<ffi::F32> x,
           const float* x_row = xd + (n * s.h + ih) * s.w * s.c;
           float* out_i = out + i * s.kw * s.c;
 #if MOBILENET_JAX_AVX
-          if (vector_level.load(std::memory_order_relaxed) > 0 &&
-              (s.kw == 3 || s.kw == 5 || s.kw == 7)) {
+          const int level = vector_level.load(std::memory_order_relaxed);
+          if (level > 0 && (s.kw == 3 || s.kw == 5 || s.kw == 7)) {
             const int64_t* sp = spans->data();
-            if (s.kw == 3) AvxKernelGradRow<3>(x_row, dy_row, s, sp, out_i);
-            if (s.kw == 5) AvxKernelGradRow<5>(x_row, dy_row, s, sp, out_i);
-            if (s.kw == 7) AvxKernelGradRow<7>(x_row, dy_row, s, sp, out_i);
+            auto row = [&](auto avx, auto avx512) {
+              (level == 2 ? avx512 : avx)(x_row, dy_row, s, sp, out_i);
+            };
+            if (s.kw == 3) row(AvxKernelGradRow<3>, Avx512KernelGradRow<3>);
+            if (s.kw == 5) row(AvxKernelGradRow<5>, Avx512KernelGradRow<5>);
+            if (s.kw == 7) row(AvxKernelGradRow<7>, Avx512KernelGradRow<7>);
             continue;
           }
 #endif
