@@ -126,7 +126,9 @@ def _check_finite(step: int, loss: float, manager, workdir: str) -> None:
 
 def _log_train(writer, meter: periodic.Meter, step: int, total_steps: int, interval: list,
                manager, workdir: str) -> None:
-  summary = {k: float(np.mean([m[k] for m in jax.device_get(interval)])) for k in interval[0]}
+  interval = jax.device_get(interval)
+  summary = {k: float(np.mean([m[k] for m in interval])) for k in interval[0]}
+  summary['grad_norm_max'] = float(max(m['grad_norm'] for m in interval))  # a spike, not smoothed
   _check_finite(step, summary['loss'], manager, workdir)
   rates, eta = meter.lap(step, len(interval))
   summary.update(rates)

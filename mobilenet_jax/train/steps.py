@@ -83,7 +83,9 @@ def train_step(state: TrainState, batch: dict, *, schedule: optax.Schedule, num_
   new_state = new_state.replace(ema_params=averaged[0], ema_batch_stats=averaged[1])
   metrics = {'loss': loss,
              'accuracy': jnp.mean(jnp.argmax(logits, -1) == batch['label']),
-             'learning_rate': schedule(state.step)}
+             'learning_rate': schedule(state.step),
+             # Before any clipping (grad_clip_norm): the norm that spikes when training does.
+             'grad_norm': optax.global_norm(grads)}
   return new_state, metrics
 
 

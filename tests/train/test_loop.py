@@ -29,6 +29,9 @@ def test_a_few_steps_end_to_end(dataset, tmp_path):
   records = [json.loads(l) for l in (tmp_path / 'metrics.jsonl').read_text().splitlines()]
   assert [r['step'] for r in records if 'train_loss' in r] == [1, 2, 3, 4]
   assert all(np.isfinite(r['train_loss']) for r in records if 'train_loss' in r)
+  # The gradient's global norm, the interval's mean and its largest (one step an interval here).
+  assert all(r['train_grad_norm_max'] == r['train_grad_norm'] > 0
+             for r in records if 'train_loss' in r)
   assert any('eval_ema/top1' in r for r in records)
   assert any(name.startswith('events.out.tfevents') for name in os.listdir(tmp_path))
   assert sorted(os.listdir(tmp_path / 'checkpoints')) == ['2', '2.integrity.json', '4',
