@@ -482,10 +482,12 @@ AVX_INLINE int64_t VectorKernelGradRow(const float* x_row, const float* dy_row, 
         acc[j] = acc[j] + Load<V>(x_at(p, j) + c0) * Load<V>(dy_row + p * c + c0);
       }
     }
-    const float* xp = x_at(lo, 0) + c0;
-    for (int64_t p = lo; p < hi; ++p, xp += x_step) {
-      const V d = Load<V>(dy_row + p * c + c0);
-      for (int j = 0; j < KW; ++j) acc[j] = acc[j] + Load<V>(xp + j * c) * d;
+    if (lo < hi) {  // (x_at(lo, 0) may point past the row otherwise)
+      const float* xp = x_at(lo, 0) + c0;
+      for (int64_t p = lo; p < hi; ++p, xp += x_step) {
+        const V d = Load<V>(dy_row + p * c + c0);
+        for (int j = 0; j < KW; ++j) acc[j] = acc[j] + Load<V>(xp + j * c) * d;
+      }
     }
     for (int j = 0; j < KW; ++j) {
       for (int64_t p = std::max(hi, spans[2 * j]); p < spans[2 * j + 1]; ++p) {
