@@ -460,6 +460,19 @@ inline void AddDotOverPixels(const float* a, int64_t a_step, const float* b, int
   }
 }
 
+// One output row's share of one kernel row, in the plain loops, for the channels from c0 on:
+// out[j * c + ch] += sum over the output columns p in [spans[2j], spans[2j + 1]) of
+// x_row[(p * stride + j - left) * c + ch] * dy_row[p * c + ch].
+inline void PlainKernelGradRow(const float* x_row, const float* dy_row, const Shape& s,
+                               const int64_t* spans, int64_t c0, float* out) {
+  for (int64_t j = 0; j < s.kw; ++j) {
+    const int64_t lo = spans[2 * j], hi = spans[2 * j + 1];
+    if (lo >= hi) continue;
+    AddDotOverPixels(x_row + (lo * s.stride + j - s.left) * s.c + c0, s.stride * s.c,
+                     dy_row + lo * s.c + c0, s.c, hi - lo, s.c - c0, out + j * s.c + c0);
+  }
+}
+
 #if MOBILENET_JAX_AVX
 // One output row's share of one kernel row: out[j * c + ch] += sum over the output columns p in
 // [spans[2j], spans[2j + 1]) of x_row[(p * stride + j - left) * c + ch] * dy_row[p * c + ch], for
@@ -501,7 +514,7 @@ AVX_INLINE int64_t VectorKernelGradRow(const float* x_row, const float* dy_row, 
 }
 
 // The same for every channel: AVX-512 registers (or AVX ones), then AVX for a remainder of 8
-// channels, then one channel at a time. One definition per instruction set, as DEFINE_RUN.
+// channels, then the plain loops. One definition per instruction set, as DEFINE_RUN.
 #define DEFINE_KERNEL_GRAD_ROW(NAME, TARGET, WIDE)                                        \
   template <int KW>                                                                       \
   __attribute__((target(TARGET))) void NAME(const float* x_row, const float* dy_row,      \
@@ -515,15 +528,7 @@ AVX_INLINE int64_t VectorKernelGradRow(const float* x_row, const float* dy_row, 
     hi = std::max(lo, hi);                                                                \
     int64_t c0 = VectorKernelGradRow<WIDE, KW>(x_row, dy_row, s, spans, lo, hi, 0, out);  \
     c0 = VectorKernelGradRow<Float8, KW>(x_row, dy_row, s, spans, lo, hi, c0, out);       \
-    for (; c0 < s.c; ++c0) {                                                              \
-      for (int j = 0; j < KW; ++j) {                                                      \
-        float acc = 0.0f;                                                                 \
-        for (int64_t p = spans[2 * j]; p < spans[2 * j + 1]; ++p) {                       \
-          acc += x_row[(p * s.stride + j - s.left) * s.c + c0] * dy_row[p * s.c + c0];    \
-        }                                                                                 \
-        out[j * s.c + c0] += acc;                                                         \
-      }                                                                                   \
-    }                                                                                     \
+    if (c0 < s.c) PlainKernelGradRow(x_row, dy_row, s, spans, c0, out);                   \
   }
 DEFINE_KERNEL_GRAD_ROW(AvxKernelGradRow, "avx", Float8)
 DEFINE_KERNEL_GRAD_ROW(Avx512KernelGradRow, "avx512f", Float16)
@@ -586,13 +591,7 @@ ffi::Future KernelGrad(ffi::ThreadPool pool, ffi::BufferR4<ffi::F32> x,
             continue;
           }
 #endif
-          for (int64_t j = 0; j < s.kw; ++j) {
-            const int64_t lo = (*spans)[2 * j], hi = (*spans)[2 * j + 1];
-            if (lo >= hi) continue;
-            AddDotOverPixels(x_row + (lo * s.stride + j - s.left) * s.c, s.stride * s.c,
-                             dy_row + lo * s.c, s.c, hi - lo, s.c,
-                             out_i + j * s.c);
-          }
+          PlainKernelGradRow(x_row, dy_row, s, spans->data(), 0, out_i);
         }
       }
     }
