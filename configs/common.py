@@ -119,11 +119,14 @@ def fashion_mnist(config: ml_collections.ConfigDict, num_strides: int = 1) -> No
   """Fashion-MNIST at 28 px on a 2-core CPU, from the offline Debian files (see README).
 
   Only the stem's stride is removed (total stride 16: 28 px ends at 2x2), a quarter of the
-  compute of `small_image` at stride 8, so that 20 epochs take under 20 minutes on two CPU cores.
-  Pad-and-crop + flip and nothing more (a family's ImageNet RandAugment or Mixup is turned off),
-  AdamW with a short cosine schedule (RMSProp's long exponential decay is tuned for hundreds of
-  ImageNet epochs), and batch-norm momentum 0.9 so that the running statistics settle within a
-  few hundred steps.
+  compute of `small_image` at stride 8, so that 16 epochs take under 20 minutes on the slower
+  2-core machines of this kind (V4 Conv-S: 16.4 min of training there). Pad-and-crop + flip and
+  nothing more (a family's ImageNet RandAugment or Mixup is turned off), AdamW with a short
+  cosine schedule (RMSProp's long exponential decay is tuned for hundreds of ImageNet epochs),
+  and batch-norm momentum 0.9 so that the running statistics settle within a few hundred steps.
+  Gradients clipped to global norm 2: unclipped, a few steps' norms reached 100-280 (against
+  0.6-1.3 on average) and knocked the loss back, which cost one seed 1 point at 16 epochs
+  (V4 Conv-S seed 1: 92.06% unclipped, 93.02% clipped; seed 0: 93.14%, 93.28%).
   """
   small_image(config, num_strides=num_strides)
   config.model.bn_momentum = 0.9
@@ -141,7 +144,8 @@ def fashion_mnist(config: ml_collections.ConfigDict, num_strides: int = 1) -> No
   config.input.mixup_alpha = 0.0
   config.input.cutmix_alpha = 0.0
   config.batch_size = 128         # 256 is no faster an image on two cores
-  config.num_epochs = 20.0
+  config.num_epochs = 16.0
+  config.grad_clip_norm = 2.0
   config.optimizer = 'adamw'
   config.learning_rate = 0.004
   config.lr_base_batch_size = 128
@@ -170,6 +174,7 @@ def fashion_mnist_long(config: ml_collections.ConfigDict) -> None:
   """
   fashion_mnist(config, num_strides=2)
   config.num_epochs = 50.0
+  config.grad_clip_norm = 0.0  # as measured; clipping at 2 is the next thing to try here
   config.input.randaugment_layers = 2
   config.input.randaugment_magnitude = 5.0
   config.input.randaugment_prob = 0.5

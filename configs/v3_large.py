@@ -7,7 +7,7 @@ L2 1e-5, dropout 0.2, weight EMA 0.9999). Not run here (no ImageNet).
 
   python -m experiments.train --config=configs/v3_large.py --workdir=DIR --config.data_dir=...
 
-`:fashion_mnist`, offline at 28 px: the 20-epoch recipe of `common.fashion_mnist`; not run here in full
+`:fashion_mnist`, offline at 28 px: the 16-epoch recipe of `common.fashion_mnist`; not run here in full
 (the README lists short runs on a 2-core CPU).
   python -m experiments.train --config=configs/v3_large.py:fashion_mnist --workdir=runs/v3l
 
