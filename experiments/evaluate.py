@@ -2,6 +2,7 @@ r"""Evaluates a run's latest checkpoint (raw and EMA weights), or imported weigh
 split.
 
   python -m experiments.evaluate --workdir=DIR                  # the run's own config
+  python -m experiments.evaluate --workdir=DIR --flip           # + each image's mirror image
   python -m experiments.evaluate --workdir=DIR --config=configs/v3_small.py:fashion_mnist \
       --config.eval_split=train                                 # another config for the run
   python -m experiments.evaluate --config=configs/v3_large.py --init_from=torchvision:W.pth \
@@ -27,6 +28,7 @@ from mobilenet_jax.errors import ConfigError  # pylint: disable=g-import-not-at-
 from mobilenet_jax.interop import pretrained  # pylint: disable=g-import-not-at-top,wrong-import-position
 from mobilenet_jax.interop.sources import SOURCES  # pylint: disable=g-import-not-at-top,wrong-import-position
 from mobilenet_jax.models import registry  # pylint: disable=g-import-not-at-top,wrong-import-position
+from mobilenet_jax.train import steps  # pylint: disable=g-import-not-at-top,wrong-import-position
 from mobilenet_jax.train import workdir as run_dir  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -36,6 +38,8 @@ _INIT_FROM = flags.DEFINE_string('init_from', None, 'Evaluate these weights inst
                                  'torchvision:PATH, keras:PATH or timm:PATH (needs --config, '
                                  'except timm weights of a width-1.0 config here).')
 _JSON = flags.DEFINE_bool('json', False, 'Print one JSON object.')
+_FLIP = flags.DEFINE_bool('flip', None, 'Also evaluate with each image\'s mirror image, the '
+                          'logits averaged (config.eval_flip); default: the config\'s setting.')
 
 
 def config_of_timm_weights(init_from: str):
@@ -68,16 +72,22 @@ def main(argv):
     else:
       raise ConfigError('--init_from needs --config, the architecture of the weights (timm '
                         'weights of width 1.0 are recognized without)')
-    step, metrics = 0, train.evaluate_imported(config)
   else:
     config = _CONFIG.value or run_dir.read_config(_WORKDIR.value)
+  if _FLIP.value is not None:
+    config.eval_flip = _FLIP.value
+  if _INIT_FROM.value:
+    step, metrics = 0, train.evaluate_imported(config)
+  else:
     step, metrics = train.evaluate_latest(_WORKDIR.value, config)
   if _JSON.value:
     print(json.dumps({'step': step, 'split': config.eval_split, **metrics}))
     return
   print(f'{config.name} at step {step} on {config.dataset}/{config.eval_split}:')
-  for name in ('raw', 'ema'):
-    print(f'  {name:3s} weights: top-1 {metrics[f"{name}/top1"]:.4f}  '
+  for name, label in steps.VIEWS.items():
+    if f'{name}/top1' not in metrics:
+      continue
+    print(f'  {label:13s}: top-1 {metrics[f"{name}/top1"]:.4f}  '
           f'top-5 {metrics[f"{name}/top5"]:.4f}  loss {metrics[f"{name}/loss"]:.4f}')
 
 

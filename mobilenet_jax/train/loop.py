@@ -144,7 +144,9 @@ def _evaluate(compiled: parallel.ParallelSteps, run: setup.Setup, config, writer
   result = compiled.evaluate(state, input_pipeline.eval_batches(run.builder, config, run.spec))
   writer.write_scalars(step, {f'eval_{k}': v for k, v in result.items()})
   print(f'eval at step {step}: top-1 {result["raw/top1"]:.4f} (EMA {result["ema/top1"]:.4f}), '
-        f'top-5 {result["raw/top5"]:.4f} (EMA {result["ema/top5"]:.4f})', flush=True)
+        f'top-5 {result["raw/top5"]:.4f} (EMA {result["ema/top5"]:.4f})'
+        + (f'; with the mirror images top-1 {result["raw_flip/top1"]:.4f} '
+           f'(EMA {result["ema_flip/top1"]:.4f})' if config.eval_flip else ''), flush=True)
   return result
 
 

@@ -104,4 +104,5 @@ def compile_steps(model: nn.Module, config: ml_collections.ConfigDict, steps_per
       init=jax.jit(init, out_shardings=state_sharding),
       train_step=jax.jit(train_step, in_shardings=(state_sharding, sharded),
                          out_shardings=(state_sharding, None), donate_argnums=0),
-      eval_step=jax.jit(steps.eval_step, in_shardings=(state_sharding, sharded)))
+      eval_step=jax.jit(functools.partial(steps.eval_step, flip=config.eval_flip),
+                        in_shardings=(state_sharding, sharded)))

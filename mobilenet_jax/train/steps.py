@@ -89,17 +89,30 @@ def train_step(state: TrainState, batch: dict, *, schedule: optax.Schedule, num_
   return new_state, metrics
 
 
-def eval_step(state: TrainState, batch: dict) -> dict:
+# What an evaluation reports, by the prefix of its metrics: the raw and EMA weights on the
+# images, and (with config.eval_flip) on the images and their mirror images, logits averaged.
+VIEWS = {'raw': 'raw weights', 'ema': 'EMA weights', 'raw_flip': 'raw, + mirror',
+         'ema_flip': 'EMA, + mirror'}
+
+
+def eval_step(state: TrainState, batch: dict, flip: bool = False) -> dict:
   """Sums over the batch for the raw and the EMA weights, each with its own batch-norm
-  statistics; padding examples (mask 0) count for nothing."""
+  statistics; padding examples (mask 0) count for nothing. With `flip`, also for the logits
+  averaged with those of each image's mirror image ('raw_flip/top1', ...): the flip that
+  training augments with, undone at test time, beside the single view, never instead of it."""
   mask = batch['mask'].astype(jnp.float32)
+  labels = batch['label']
   sums = {'count': mask.sum()}
   for name in ('raw', 'ema'):
-    logits = state.apply_fn(state.variables(name), batch['image'], train=False)
-    top5 = jax.lax.top_k(logits, 5)[1]
-    labels = batch['label']
-    sums[f'{name}/top1'] = ((top5[:, 0] == labels) * mask).sum()
-    sums[f'{name}/top5'] = (jnp.any(top5 == labels[:, None], axis=-1) * mask).sum()
-    sums[f'{name}/loss'] = (optax.softmax_cross_entropy_with_integer_labels(logits, labels)
-                            * mask).sum()
+    variables = state.variables(name)
+    views = {name: state.apply_fn(variables, batch['image'], train=False)}
+    if flip:
+      mirrored = state.apply_fn(variables, batch['image'][:, :, ::-1], train=False)
+      views[f'{name}_flip'] = (views[name] + mirrored) / 2
+    for view, logits in views.items():
+      top5 = jax.lax.top_k(logits, 5)[1]
+      sums[f'{view}/top1'] = ((top5[:, 0] == labels) * mask).sum()
+      sums[f'{view}/top5'] = (jnp.any(top5 == labels[:, None], axis=-1) * mask).sum()
+      sums[f'{view}/loss'] = (optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+                              * mask).sum()
   return sums

@@ -25,6 +25,7 @@ import ml_collections
 
 from mobilenet_jax.errors import ConfigError, MissingRun, WorkdirInUse
 from mobilenet_jax.models import architecture
+from mobilenet_jax.train import steps
 
 CONFIG_FILE = 'config.json'
 LOCK_FILE = 'lock'
@@ -39,7 +40,7 @@ LOG_FILE = 'log.txt'
 # what those runs did: an older run's config.json is read with them filled in, so that it can be
 # evaluated, exported and resumed by the code of today.
 ADDED_FIELDS = {
-    'cosine_end': 0.0, 'body_learning_rate_scale': 1.0,
+    'cosine_end': 0.0, 'body_learning_rate_scale': 1.0, 'eval_flip': False,
     'model.scale_stem': True, 'model.head_batch_norm': False, 'model.layer_scale_init': 0.0,
     'model.drop_path_rate': 0.0,
     'input.crop_fraction': 0.875, 'input.interpolation': 'bicubic',
@@ -220,12 +221,15 @@ def results_record(workdir: str, config: ml_collections.ConfigDict, overrides, p
       'images_per_second': (meter.timed_steps * config.batch_size / meter.timed_seconds
                             if meter.timed_seconds else previous.get('images_per_second')),
   }
-  for name in ('raw', 'ema'):
-    prefix = '' if name == 'raw' else 'ema_'
+  for name in steps.VIEWS:
+    if f'{name}/top1' not in final:
+      continue  # the flip views, evaluated only with config.eval_flip
+    prefix = '' if name == 'raw' else f'{name.removeprefix("raw_")}_'  # ema_, flip_, ema_flip_
     record[f'{prefix}top1'] = final[f'{name}/top1']
     record[f'{prefix}top5'] = final[f'{name}/top5']
     record[f'best_{prefix}top1'] = max(
-        [r[f'eval_{name}/top1'] for r in history] + [final[f'{name}/top1']])
+        [r[f'eval_{name}/top1'] for r in history if f'eval_{name}/top1' in r]
+        + [final[f'{name}/top1']])
   return record
 
 

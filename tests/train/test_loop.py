@@ -6,6 +6,7 @@ import time
 
 import jax
 import numpy as np
+import optax
 import orbax.checkpoint as ocp
 import pytest
 
@@ -18,10 +19,16 @@ from tests.train_fixtures import mock_data, restored_checkpoint, tiny_config
 @pytest.mark.parametrize('dataset', ['cifar10', 'imagenet2012'])
 def test_a_few_steps_end_to_end(dataset, tmp_path):
   with mock_data():
-    results = train.train_and_evaluate(tiny_config(dataset), str(tmp_path), ('--config.x=1',))
-    step, metrics = train.evaluate_latest(str(tmp_path), tiny_config(dataset))
+    flip = dataset == 'cifar10'  # the mirror-image views are evaluated and recorded, or not
+    results = train.train_and_evaluate(tiny_config(dataset, eval_flip=flip), str(tmp_path),
+                                       ('--config.x=1',))
+    step, metrics = train.evaluate_latest(str(tmp_path), tiny_config(dataset, eval_flip=flip))
   assert step == 4 and metrics['raw/top1'] == results['top1']
   assert metrics['ema/top5'] == results['ema_top5']
+  assert ('flip_top1' in results and 'ema_flip_top5' in results) == flip
+  if flip:
+    assert metrics['raw_flip/top1'] == results['flip_top1']
+    assert metrics['ema_flip/top5'] == results['ema_flip_top5']
   assert results['steps'] == 4 and results['overrides'] == ['--config.x=1']
   assert 0 <= results['top1'] <= results['top5'] <= 1 and 0 <= results['ema_top1'] <= 1
   assert results['params'] > 0 and results['madds'] > 0 and results['images_per_second'] > 0
@@ -127,6 +134,37 @@ def test_the_ema_weights_are_evaluated_with_batch_norm_statistics_averaged_alike
   as_raw = state.replace(params=state.ema_params, batch_stats=state.ema_batch_stats)
   assert float(compiled.eval_step(state, batch)['ema/loss']) == pytest.approx(
       float(compiled.eval_step(as_raw, batch)['raw/loss']), rel=1e-6)
+
+
+def test_the_flip_views_average_the_logits_of_each_image_and_its_mirror_image():
+  config = tiny_config(batch_size=16, eval_flip=True, **{'model.dropout_rate': 0.0})
+  compiled = parallel.compile_steps(setup.build_model(config), config, steps_per_epoch=10,
+                                    num_steps=3)
+  rng = np.random.default_rng(2)
+  images = rng.normal(size=(16, 16, 16, 3)).astype(np.float32)
+  labels = rng.integers(0, 10, 16)
+  state, _ = compiled.train_step(compiled.init(),
+                                 compiled.to_devices({'image': images, 'label': labels}))
+  mask = np.arange(16) < 12  # the padding examples count for nothing in either view
+
+  def evaluate(batch_images):
+    batch = {'image': batch_images, 'label': labels, 'mask': mask}
+    sums = jax.device_get(compiled.eval_step(state, compiled.to_devices(batch)))
+    return {k: float(v) for k, v in sums.items()}
+
+  sums = evaluate(images)
+  for name in ('raw', 'ema'):
+    variables = state.variables(name)
+    logits = [np.asarray(state.apply_fn(variables, x, train=False))
+              for x in (images, images[:, :, ::-1])]
+    assert not np.allclose(logits[0], logits[1], rtol=0, atol=1e-6)  # the mirror: another view
+    averaged = (logits[0] + logits[1]) / 2
+    losses = optax.softmax_cross_entropy_with_integer_labels(averaged, labels)
+    assert sums[f'{name}_flip/loss'] == pytest.approx(float((losses * mask).sum()), rel=1e-5)
+    assert sums[f'{name}_flip/top1'] == ((averaged.argmax(-1) == labels) & mask).sum()
+  mirrored = evaluate(images[:, :, ::-1].copy())
+  for key in ('raw_flip/loss', 'ema_flip/loss', 'raw_flip/top1'):  # both views: symmetric
+    assert mirrored[key] == pytest.approx(sums[key], rel=1e-5)
 
 
 def test_a_nan_loss_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint(tmp_path):
