@@ -18,8 +18,8 @@ with the 16-epoch recipe of `common.fashion_mnist`, not run here in full for V1 
 RandAugment, EMA), meant to reproduce the MobileNetV4 paper's retrained V1: 74.0% top-1
 (paper 70.6%). Not run here:
   python -m experiments.train --config=configs/v1.py:modern --workdir=DIR --config.data_dir=...
-`:fashion_mnist_long`: 40 clipped Fashion-MNIST epochs at total stride 8 with RandAugment and random
-erasing (`common.fashion_mnist_long`); not run here for V1.
+`:fashion_mnist_long`: 40 clipped Fashion-MNIST epochs at total stride 8 with RandAugment and
+random erasing (`common.fashion_mnist_long`); not run here for V1.
 """
 
 from configs import common

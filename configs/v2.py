@@ -18,8 +18,8 @@ Variants: `small_image` (28-32 px inputs), `fashion_mnist`.
 RandAugment, EMA), meant to reproduce the MobileNetV4 paper's retrained V2: 73.4% top-1
 (paper 72.0%). Not run here:
   python -m experiments.train --config=configs/v2.py:modern --workdir=DIR --config.data_dir=...
-`:fashion_mnist_long`: 40 clipped Fashion-MNIST epochs at total stride 8 with RandAugment and random
-erasing (`common.fashion_mnist_long`); not run here for V2.
+`:fashion_mnist_long`: 40 clipped Fashion-MNIST epochs at total stride 8 with RandAugment and
+random erasing (`common.fashion_mnist_long`); not run here for V2.
 """
 
 from configs import common

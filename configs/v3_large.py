@@ -17,8 +17,8 @@ Variants: `minimalistic` (3x3, ReLU, no SE), `small_image` (28-32 px inputs), `f
 RandAugment, EMA), meant to reproduce the MobileNetV4 paper's retrained V3-Large: 75.5% top-1
 (paper 75.2%). Not run here:
   python -m experiments.train --config=configs/v3_large.py:modern --workdir=DIR --config.data_dir=...
-`:fashion_mnist_long`: 40 clipped Fashion-MNIST epochs at total stride 8 with RandAugment and random
-erasing (`common.fashion_mnist_long`); not run here for V3-Large.
+`:fashion_mnist_long`: 40 clipped Fashion-MNIST epochs at total stride 8 with RandAugment and
+random erasing (`common.fashion_mnist_long`); not run here for V3-Large.
 """
 
 from configs import common

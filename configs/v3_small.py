@@ -18,8 +18,8 @@ Variants: `minimalistic` (3x3, ReLU, no SE), `small_image` (28-32 px inputs), `f
 RandAugment, EMA); the V4 paper retrained V1, V2 and V3-Large with such recipes, not
 V3-Small. Not run here:
   python -m experiments.train --config=configs/v3_small.py:modern --workdir=DIR --config.data_dir=...
-`:fashion_mnist_long`: 40 clipped Fashion-MNIST epochs at total stride 8 with RandAugment and random
-erasing (`common.fashion_mnist_long`); not run here for V3-Small.
+`:fashion_mnist_long`: 40 clipped Fashion-MNIST epochs at total stride 8 with RandAugment and
+random erasing (`common.fashion_mnist_long`); not run here for V3-Small.
 """
 
 from configs import common
