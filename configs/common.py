@@ -122,8 +122,9 @@ def fashion_mnist(config: ml_collections.ConfigDict, num_strides: int = 1) -> No
   """Fashion-MNIST at 28 px on a 2-core CPU, from the offline Debian files (see README).
 
   Only the stem's stride is removed (total stride 16: 28 px ends at 2x2), a quarter of the
-  compute of `small_image` at stride 8, so that 16 epochs take under 20 minutes on the slower
-  2-core machines of this kind (V4 Conv-S: 16.4 min of training there). Pad-and-crop + flip and
+  compute of `small_image` at stride 8, so that 17 epochs take under 20 minutes on the slower
+  2-core machines of this kind (V4 Conv-S: about 17 min of training there; 16 epochs sat on the
+  93% line, 92.77-93.28% over seeds and implementation choices). Pad-and-crop + flip and
   nothing more (a family's ImageNet RandAugment or Mixup is turned off), AdamW with a short
   cosine schedule (RMSProp's long exponential decay is tuned for hundreds of ImageNet epochs),
   and batch-norm momentum 0.9 so that the running statistics settle within a few hundred steps.
@@ -147,7 +148,7 @@ def fashion_mnist(config: ml_collections.ConfigDict, num_strides: int = 1) -> No
   config.input.mixup_alpha = 0.0
   config.input.cutmix_alpha = 0.0
   config.batch_size = 128         # 256 is no faster an image on two cores
-  config.num_epochs = 16.0
+  config.num_epochs = 17.0
   config.grad_clip_norm = 2.0
   config.optimizer = 'adamw'
   config.learning_rate = 0.004

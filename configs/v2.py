@@ -8,8 +8,8 @@ L2 4e-5). Not run here (no ImageNet).
   python -m experiments.train --config=configs/v2.py --workdir=DIR --config.data_dir=...
   python -m experiments.summary --config=configs/v2.py --config.model.width_multiplier=1.4
 
-`:fashion_mnist`, offline at 28 px: the 16-epoch recipe of `common.fashion_mnist`; not run here in full
-(the README lists short runs on a 2-core CPU).
+`:fashion_mnist`, offline at 28 px: the 17-epoch recipe of `common.fashion_mnist`; not run here
+in full (the README lists short runs on a 2-core CPU).
   python -m experiments.train --config=configs/v2.py:fashion_mnist --workdir=runs/v2
 
 Variants: `small_image` (28-32 px inputs), `fashion_mnist`.

@@ -6,10 +6,11 @@ Recipe: the V3 paper's (`common.v3_paper_recipe`). Not run here (no ImageNet).
 
   python -m experiments.train --config=configs/v3_small.py --workdir=DIR --config.data_dir=...
 
-`:fashion_mnist`: Fashion-MNIST at 28 px from the offline Debian files, 16 epochs of AdamW
-(`common.fashion_mnist`). On a 2-core CPU, under its earlier 17 epochs without clipping: 92.96% test top-1 (EMA 92.69%) in 18 min 52 s of
-wall time, 976 images/s (93.07% in 14 min 53 s on a faster machine of the kind); the README's
-main job is now V4 Conv-S under the same recipe (`configs/v4_conv_small.py`).
+`:fashion_mnist`: Fashion-MNIST at 28 px from the offline Debian files, 17 epochs of AdamW
+(`common.fashion_mnist`). On a 2-core CPU, under an earlier recipe (17 epochs without clipping):
+92.96% test top-1 (EMA 92.69%) in 18 min 52 s of wall time, 976 images/s (93.07% in 14 min 53 s
+on a faster machine of the kind); the README's main job is now V4 Conv-S under the same recipe
+(`configs/v4_conv_small.py`).
   python -m experiments.train --config=configs/v3_small.py:fashion_mnist --workdir=runs/v3s
 
 Variants: `minimalistic` (3x3, ReLU, no SE), `small_image` (28-32 px inputs), `fashion_mnist`.
