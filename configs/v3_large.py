@@ -18,7 +18,10 @@ RandAugment, EMA), meant to reproduce the MobileNetV4 paper's retrained V3-Large
 (paper 75.2%). Not run here:
   python -m experiments.train --config=configs/v3_large.py:modern --workdir=DIR --config.data_dir=...
 `:fashion_mnist_long`: 40 clipped Fashion-MNIST epochs at total stride 8 with RandAugment and
-random erasing (`common.fashion_mnist_long`); not run here for V3-Large.
+random erasing (`common.fashion_mnist_long`). Run here for 27 epochs, the 2 hours' worth on a
+2-core CPU (246 img/s): 94.78% (EMA 94.77%) after 108.7 min of training, level with V4 Conv-S.
+  python -m experiments.train --config=configs/v3_large.py:fashion_mnist_long \
+      --workdir=runs/v3l_long --config.num_epochs=27
 """
 
 from configs import common
