@@ -89,6 +89,8 @@ def main(argv):
       continue
     print(f'  {label:13s}: top-1 {metrics[f"{name}/top1"]:.4f}  '
           f'top-5 {metrics[f"{name}/top5"]:.4f}  loss {metrics[f"{name}/loss"]:.4f}')
+  print(f'  dead batch-norm channels (running variance under {steps.DEAD_VARIANCE:g}): '
+        f'{metrics["raw/dead_channels"]} (EMA {metrics["ema/dead_channels"]})')
 
 
 if __name__ == '__main__':

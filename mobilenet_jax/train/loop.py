@@ -146,8 +146,18 @@ def _evaluate(compiled: parallel.ParallelSteps, run: setup.Setup, config, writer
   print(f'eval at step {step}: top-1 {result["raw/top1"]:.4f} (EMA {result["ema/top1"]:.4f}), '
         f'top-5 {result["raw/top5"]:.4f} (EMA {result["ema/top5"]:.4f})'
         + (f'; with the mirror images top-1 {result["raw_flip/top1"]:.4f} '
-           f'(EMA {result["ema_flip/top1"]:.4f})' if config.eval_flip else ''), flush=True)
+           f'(EMA {result["ema_flip/top1"]:.4f})' if config.eval_flip else '')
+        + _dead_channels_note(result), flush=True)
   return result
+
+
+def _dead_channels_note(result: dict) -> str:
+  """The dead batch-norm channels of an evaluation's result, in words; '' when there are none."""
+  raw, ema = result['raw/dead_channels'], result['ema/dead_channels']
+  if not raw and not ema:
+    return ''
+  return (f'; {raw} dead batch-norm channels (EMA {ema}): a rare image that reaches one is '
+          'scaled by 1/sqrt(epsilon) there')
 
 
 @dataclasses.dataclass(frozen=True)

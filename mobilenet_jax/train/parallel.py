@@ -58,6 +58,7 @@ class ParallelSteps:
   init: Callable[[], steps.TrainState]
   train_step: Callable[[steps.TrainState, dict], tuple[steps.TrainState, dict]]
   eval_step: Callable[[steps.TrainState, dict], dict]
+  dead_channels: Callable[[steps.TrainState], dict]
 
   @property
   def replicated(self) -> NamedSharding:
@@ -73,14 +74,17 @@ class ParallelSteps:
         lambda x: jax.make_array_from_process_local_data(self.sharded, x), batch)
 
   def evaluate(self, state: steps.TrainState, batches: Iterable[dict]) -> dict:
-    """Means over the real examples of `batches`: raw and EMA top-1, top-5 and loss."""
+    """Means over the real examples of `batches` (raw and EMA top-1, top-5 and loss), and the
+    counts of dead batch-norm channels ('raw/dead_channels', 'ema/dead_channels')."""
     sums = None
     for batch in batches:
       out = self.eval_step(state, self.to_devices(batch))
       sums = out if sums is None else jax.tree.map(jnp.add, sums, out)
     sums = jax.device_get(sums)
     count = max(float(sums.pop('count')), 1.0)
-    return {k: float(v) / count for k, v in sums.items()}
+    dead = jax.device_get(self.dead_channels(state))
+    return {**{k: float(v) / count for k, v in sums.items()},
+            **{k: int(v) for k, v in dead.items()}}
 
 
 def compile_steps(model: nn.Module, config: ml_collections.ConfigDict, steps_per_epoch: int,
@@ -105,4 +109,5 @@ def compile_steps(model: nn.Module, config: ml_collections.ConfigDict, steps_per
       train_step=jax.jit(train_step, in_shardings=(state_sharding, sharded),
                          out_shardings=(state_sharding, None), donate_argnums=0),
       eval_step=jax.jit(functools.partial(steps.eval_step, flip=config.eval_flip),
-                        in_shardings=(state_sharding, sharded)))
+                        in_shardings=(state_sharding, sharded)),
+      dead_channels=jax.jit(steps.dead_channels, in_shardings=(state_sharding,)))

@@ -116,3 +116,26 @@ def eval_step(state: TrainState, batch: dict, flip: bool = False) -> dict:
       sums[f'{view}/loss'] = (optax.softmax_cross_entropy_with_integer_labels(logits, labels)
                               * mask).sum()
   return sums
+
+
+# A batch-normalized channel whose running variance has fallen under this saw the same value on
+# every training batch of its last hundreds of steps (a standard deviation under 1e-5; the live
+# channels of the project's runs sit above 1e-7): a ReLU before it that no longer fires. AdamW
+# runs grow hundreds of them (docs/fashion_mnist_runs.md). Harmless on the training images, but
+# a rare image that does reach one is scaled by 1/sqrt(epsilon) there, and its logits can explode.
+DEAD_VARIANCE = 1e-10
+
+
+def _running_variances(batch_stats: Any) -> list[jax.Array]:
+  return [v for path, v in jax.tree_util.tree_leaves_with_path(batch_stats)
+          if getattr(path[-1], 'key', None) == 'var']
+
+
+def dead_channels(state: TrainState) -> dict:
+  """How many batch-normalized channels of the raw and of the EMA weights are dead (a running
+  variance under DEAD_VARIANCE): 'raw/dead_channels', 'ema/dead_channels'."""
+  counts = {}
+  for name in ('raw', 'ema'):
+    variances = _running_variances(state.variables(name)['batch_stats'])
+    counts[f'{name}/dead_channels'] = sum(jnp.sum(v < DEAD_VARIANCE) for v in variances)
+  return counts

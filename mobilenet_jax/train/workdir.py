@@ -230,6 +230,8 @@ def results_record(workdir: str, config: ml_collections.ConfigDict, overrides, p
     record[f'best_{prefix}top1'] = max(
         [r[f'eval_{name}/top1'] for r in history if f'eval_{name}/top1' in r]
         + [final[f'{name}/top1']])
+  record['dead_channels'] = final['raw/dead_channels']
+  record['ema_dead_channels'] = final['ema/dead_channels']
   return record
 
 

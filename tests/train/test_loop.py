@@ -30,6 +30,7 @@ def test_a_few_steps_end_to_end(dataset, tmp_path):
     assert metrics['raw_flip/top1'] == results['flip_top1']
     assert metrics['ema_flip/top5'] == results['ema_flip_top5']
   assert results['steps'] == 4 and results['overrides'] == ['--config.x=1']
+  assert results['dead_channels'] == metrics['raw/dead_channels'] == 0  # 4 steps kill none
   assert 0 <= results['top1'] <= results['top5'] <= 1 and 0 <= results['ema_top1'] <= 1
   assert results['params'] > 0 and results['madds'] > 0 and results['images_per_second'] > 0
   assert json.loads((tmp_path / 'results.json').read_text()) == results
@@ -165,6 +166,34 @@ def test_the_flip_views_average_the_logits_of_each_image_and_its_mirror_image():
   mirrored = evaluate(images[:, :, ::-1].copy())
   for key in ('raw_flip/loss', 'ema_flip/loss', 'raw_flip/top1'):  # both views: symmetric
     assert mirrored[key] == pytest.approx(sums[key], rel=1e-5)
+
+
+def test_dead_batch_norm_channels_are_counted_for_each_set_of_weights():
+  config = tiny_config(batch_size=16)
+  compiled = parallel.compile_steps(setup.build_model(config), config, steps_per_epoch=10,
+                                    num_steps=3)
+  state = compiled.init()
+  assert jax.device_get(compiled.dead_channels(state)) == {'raw/dead_channels': 0,
+                                                           'ema/dead_channels': 0}
+  # Three channels of the first batch norm that never fire, one whose variance only decays
+  # there, and one that is small but alive; the EMA's own statistics keep them all alive.
+  leaves, tree = jax.tree.flatten(jax.device_get(state.batch_stats))
+  paths = [jax.tree_util.keystr(p) for p, _ in
+           jax.tree_util.tree_leaves_with_path(state.batch_stats)]
+  variances = [i for i, p in enumerate(paths) if p.endswith("['var']")]
+  first, last = variances[0], variances[-1]
+  leaves[first] = leaves[first].copy()
+  leaves[first][:3] = 0.0
+  leaves[first][3] = 1e-12
+  leaves[last] = leaves[last].copy()
+  leaves[last][0] = 1e-6
+  state = state.replace(batch_stats=jax.device_put(jax.tree.unflatten(tree, leaves),
+                                                   compiled.replicated))
+  batch = {'image': np.zeros((16, 16, 16, 3), np.float32), 'label': np.zeros(16, np.int32),
+           'mask': np.ones(16, np.float32)}
+  metrics = compiled.evaluate(state, [batch])
+  assert metrics['raw/dead_channels'] == 4 and metrics['ema/dead_channels'] == 0
+  assert 0 <= metrics['raw/top1'] <= 1
 
 
 def test_a_nan_loss_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint(tmp_path):
