@@ -156,8 +156,7 @@ def _dead_channels_note(result: dict) -> str:
   raw, ema = result['raw/dead_channels'], result['ema/dead_channels']
   if not raw and not ema:
     return ''
-  return (f'; {raw} dead batch-norm channels (EMA {ema}): a rare image that reaches one is '
-          'scaled by 1/sqrt(epsilon) there')
+  return f'; dead batch-norm channels {raw} (EMA {ema})'
 
 
 @dataclasses.dataclass(frozen=True)
