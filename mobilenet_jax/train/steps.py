@@ -121,8 +121,9 @@ def eval_step(state: TrainState, batch: dict, flip: bool = False) -> dict:
 # A batch-normalized channel whose running variance has fallen under this saw the same value on
 # every training batch of its last hundreds of steps (a standard deviation under 1e-5; the live
 # channels of the project's runs sit above 1e-7): a ReLU before it that no longer fires. AdamW
-# runs grow hundreds of them (docs/fashion_mnist_runs.md). Harmless on the training images, but
-# a rare image that does reach one is scaled by 1/sqrt(epsilon) there, and its logits can explode.
+# with epsilon 1e-8 grows hundreds of them, with 1e-3 none (docs/fashion_mnist_runs.md). Harmless
+# on the training images, but a rare image that does reach one is scaled by 1/sqrt(epsilon) of
+# the batch norm there, and its logits can explode.
 DEAD_VARIANCE = 1e-10
 
 

@@ -175,8 +175,9 @@ def test_dead_batch_norm_channels_are_counted_for_each_set_of_weights():
   state = compiled.init()
   assert jax.device_get(compiled.dead_channels(state)) == {'raw/dead_channels': 0,
                                                            'ema/dead_channels': 0}
-  # Three channels of the first batch norm that never fire, one whose variance only decays
-  # there, and one that is small but alive; the EMA's own statistics keep them all alive.
+  # In the raw statistics: three channels of the first batch norm that never fire and one whose
+  # running variance has decayed to 1e-12 (dead), and one of the last at 1e-6 (small but
+  # alive); the EMA's own statistics keep them all alive.
   leaves, tree = jax.tree.flatten(jax.device_get(state.batch_stats))
   paths = [jax.tree_util.keystr(p) for p, _ in
            jax.tree_util.tree_leaves_with_path(state.batch_stats)]
