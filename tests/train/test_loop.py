@@ -178,15 +178,12 @@ def test_dead_batch_norm_channels_are_counted_for_each_set_of_weights():
   # In the raw statistics: three channels of the first batch norm that never fire and one whose
   # running variance has decayed to 1e-12 (dead), and one of the last at 1e-6 (small but
   # alive); the EMA's own statistics keep them all alive.
-  leaves, tree = jax.tree.flatten(jax.device_get(state.batch_stats))
-  paths = [jax.tree_util.keystr(p) for p, _ in
-           jax.tree_util.tree_leaves_with_path(state.batch_stats)]
-  variances = [i for i, p in enumerate(paths) if p.endswith("['var']")]
+  flat, tree = jax.tree_util.tree_flatten_with_path(jax.device_get(state.batch_stats))
+  leaves = [np.array(leaf) for _, leaf in flat]
+  variances = [i for i, (path, _) in enumerate(flat) if path[-1].key == 'var']
   first, last = variances[0], variances[-1]
-  leaves[first] = leaves[first].copy()
   leaves[first][:3] = 0.0
   leaves[first][3] = 1e-12
-  leaves[last] = leaves[last].copy()
   leaves[last][0] = 1e-6
   state = state.replace(batch_stats=jax.device_put(jax.tree.unflatten(tree, leaves),
                                                    compiled.replicated))
