@@ -42,7 +42,7 @@ LOG_FILE = 'log.txt'
 ADDED_FIELDS = {
     'cosine_end': 0.0, 'body_learning_rate_scale': 1.0, 'eval_flip': False,
     'model.scale_stem': True, 'model.head_batch_norm': False, 'model.layer_scale_init': 0.0,
-    'model.drop_path_rate': 0.0,
+    'model.drop_path_rate': 0.0, 'folder_eval_fraction': 0.1, 'folder_skip_bad_files': False,
     'input.crop_fraction': 0.875, 'input.interpolation': 'bicubic',
     'input.randaugment_layers': 0, 'input.randaugment_magnitude': 9.0,
     'input.randaugment_prob': 0.5, 'input.random_erasing_prob': 0.0,
