@@ -91,29 +91,41 @@ def configure(config: Any) -> list[str]:
   return [f'model.num_classes={len(classes)}: the class subfolders of {root} (was {was})']
 
 
-def check_splits(builder: tfds.core.DatasetBuilder, config: Any) -> None:
-  """Raises ConfigError unless the train and eval splits (or TFDS slices of them, such as
-  'train[:90%]') are splits of the prepared dataset."""
-  names = sorted(builder.info.splits.keys())
-  if not names:
-    return  # tfds.testing.mock_data's builders list none
+def check_splits(config: Any, names) -> None:
+  """Raises ConfigError unless the train and eval splits are among `names` (TFDS slices and
+  sums of them, such as 'train[:90%]', name the splits they read); no names, no check (the
+  builders of tfds.testing.mock_data list none)."""
+  names = sorted(names)
   for field in ('train_split', 'eval_split'):
-    try:
-      builder.info.splits[config[field]]
-    except (KeyError, ValueError, AssertionError):
+    read = [part.split('[')[0].strip() for part in str(config[field]).split('+')]
+    if names and not set(read) <= set(names):
       raise ConfigError(f'{field}={config[field]!r} is not a split of {config.dataset}; it has: '
-                        + ', '.join(names)) from None
+                        + ', '.join(names))
 
 
 def load_builder(config: Any) -> tfds.core.DatasetBuilder:
-  """The builder of `config.dataset`, prepared; raises DatasetUnavailable within seconds."""
+  """The builder of `config.dataset`, prepared, with the config's splits checked; raises
+  DatasetUnavailable within seconds."""
+  root = folders.path_of(config.dataset)
+  if root is not None:
+    return _folder_builder(root, config)
+  builder = _registered_builder(config)
+  check_splits(config, builder.info.splits.keys())
+  return builder
+
+
+def _folder_builder(root: str, config: Any) -> tfds.core.DatasetBuilder:
+  layout = folders.scan(root, config.folder_eval_fraction, config.folder_skip_bad_files)
+  check_splits(config, layout.splits)  # before anything is written
+  builder, skipped = folders.prepare(layout, config.data_dir, config.folder_skip_bad_files)
+  if skipped:
+    print(f'{config.dataset}: left out {len(skipped)} files that are not images, the first '
+          f'{skipped[0]!r} (folder_skip_bad_files)', flush=True)
+  return builder
+
+
+def _registered_builder(config: Any) -> tfds.core.DatasetBuilder:
   name, data_dir = config.dataset, config.data_dir
-  if folders.path_of(name) is not None:
-    builder, skipped = folders.load_builder(config)
-    if skipped:
-      print(f'{name}: left out {len(skipped)} files that are not images, the first '
-            f'{skipped[0]!r} (folder_skip_bad_files)', flush=True)
-    return builder
   builder = tfds.builder(name, data_dir=data_dir)
   if builder.is_prepared():
     return builder

@@ -156,8 +156,8 @@ def _is_image(path: str) -> bool:
 def without_bad_files(layout: Layout, skip: bool) -> tuple[Layout, list[str]]:
   """`layout` with the files that are no decodable image left out, and those files; raises
   ConfigError naming the first and the count unless `skip`."""
-  bad = [path for pairs in layout.splits.values() for path, _ in pairs
-         if not _is_image(os.path.join(layout.root, path))]
+  bad = sorted(path for pairs in layout.splits.values() for path, _ in pairs
+               if not _is_image(os.path.join(layout.root, path)))
   if bad and not skip:
     raise ConfigError(
         f'dataset=folder:{layout.root}: {len(bad)} files are not images TensorFlow decodes '
@@ -201,15 +201,14 @@ class FolderDataset(tfds.core.GeneratorBasedBuilder, skip_registration=True):
                    'file_name': path}
 
 
-def load_builder(config) -> tuple[FolderDataset, list[str]]:
-  """The prepared builder of `config.dataset=folder:PATH`, preparing it on first use, and the
-  files left out as bad ones (when `config.folder_skip_bad_files`)."""
-  layout = scan(path_of(config.dataset), config.folder_eval_fraction,
-                config.folder_skip_bad_files)
-  builder = FolderDataset(layout=layout, data_dir=config.data_dir)
+def prepare(layout: Layout, data_dir: str | None, skip_bad_files: bool
+            ) -> tuple[FolderDataset, list[str]]:
+  """The builder of a scanned folder, prepared on first use (its images checked first), and the
+  files left out as bad ones (only with `skip_bad_files`)."""
+  builder = FolderDataset(layout=layout, data_dir=data_dir)
   if builder.is_prepared():
     return builder, []
-  layout, bad = without_bad_files(layout, config.folder_skip_bad_files)
-  builder = FolderDataset(layout=layout, data_dir=config.data_dir)
+  layout, bad = without_bad_files(layout, skip_bad_files)
+  builder = FolderDataset(layout=layout, data_dir=data_dir)
   builder.download_and_prepare()
   return builder, bad

@@ -118,7 +118,6 @@ def prepare(config: ml_collections.ConfigDict, workdir: str | None) -> Setup:
   resuming = workdir is not None and run_dir.check_config(workdir, config)
   weights = pretrained.read(config, model) if config.init_from and not resuming else None
   builder = datasets.load_builder(config)
-  datasets.check_splits(builder, config)
   spec = input_pipeline.describe(builder, config, datasets.split_size)
   if spec.num_classes != model.num_classes:
     raise errors.ConfigError(
