@@ -5,7 +5,8 @@ Two layouts, told apart by a `train` subfolder:
   PATH/<class>/*                                 one folder, split into `train` and `validation`
                                                  by `config.folder_eval_fraction`.
 The one-folder split is stratified and needs no seed: in each class, the round(n * fraction)
-files whose relative paths hash lowest (SHA-256) are held out, at least one left to train. So
+files whose relative paths hash lowest (SHA-256) are held out (at least one, and at least one
+left to train). So
 the same folder always splits the same way, and an added image never moves another one between
 the splits.
 
@@ -103,8 +104,10 @@ def _files(folder: str) -> list[str]:
 
 
 def _held_out(files: list[str], fraction: float) -> set[str]:
-  """The stratified share of one class's files held out for validation (see the docstring)."""
-  count = min(int(round(len(files) * fraction)), len(files) - 1)
+  """The stratified share of one class's files held out for validation (see the docstring): at
+  least one of a class of two or more (a small folder still has a validation split), and at
+  least one left to train."""
+  count = min(max(int(round(len(files) * fraction)), 1 if fraction else 0), len(files) - 1)
   ranked = sorted(files, key=lambda f: hashlib.sha256(f.encode()).hexdigest())
   return set(ranked[:max(count, 0)])
 
