@@ -23,7 +23,8 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.seed = 0
   config.init_from = ''           # 'torchvision:PATH' or 'keras:PATH': published weights
 
-  # Data: any TFDS image-classification dataset.
+  # Data: any TFDS image-classification dataset, or folder:PATH, a folder of class subfolders
+  # (mobilenet_jax/data/folders.py; docs/datasets.md).
   config.dataset = 'imagenet2012'
   config.data_dir = ml_collections.config_dict.placeholder(str)     # TFDS data_dir
   config.manual_dir = ml_collections.config_dict.placeholder(str)   # imagenet2012's tar files
@@ -31,6 +32,8 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.download = False         # let TFDS download and prepare a missing dataset
   config.train_split = 'train'
   config.eval_split = 'validation'
+  config.folder_eval_fraction = 0.1    # folder:PATH without split folders: held out, per class
+  config.folder_skip_bad_files = False  # folder:PATH: leave out non-image files, or stop
   # Also evaluate each image's mirror image and average the logits: reported beside the single
   # view ('raw_flip/top1', results' 'flip_top1'), at twice the evaluation's cost.
   config.eval_flip = False

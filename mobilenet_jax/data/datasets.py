@@ -1,5 +1,7 @@
 """TFDS builders that are ready to read, or a fast, clear error saying how to get the data.
 
+A dataset is a TFDS name or `folder:PATH`, a folder of class subfolders prepared by `folders`.
+
 TFDS's own `fashion_mnist` builder downloads its files and checks their checksums; the Debian
 package `dataset-fashion-mnist` ships the same images re-gzipped (other checksums), and offline
 the download retries for minutes. So when the IDX files are on disk, an unregistered subclass of
@@ -11,8 +13,11 @@ import os
 from typing import Any
 
 import tensorflow_datasets as tfds
+from tensorflow_datasets.core import naming
 from tensorflow_datasets.image_classification import mnist
 
+from mobilenet_jax import errors
+from mobilenet_jax.data import folders
 from mobilenet_jax.errors import ConfigError, DatasetUnavailable
 
 IDX_FILES = {
@@ -47,16 +52,79 @@ def _has_idx_files(folder: str | None) -> bool:
 
 
 def check_known(name: str) -> None:
+  """Raises ConfigError unless `name` is `folder:PATH` or names a TFDS dataset (with its config
+  and version, as `tfds.builder` takes them); looks nothing up on the network."""
+  if folders.path_of(name) is not None:
+    return  # the folder is checked by `configure`
   try:
-    tfds.builder_cls(name)
+    parsed, _ = naming.parse_builder_name_kwargs(name)
+  except ValueError:
+    raise ConfigError(f'dataset={name!r} cannot be parsed; give a TFDS name (NAME, NAME/CONFIG '
+                      'or NAME:VERSION, e.g. cifar10, imagenet2012:5.1.0) or folder:PATH for a '
+                      'folder of class subfolders') from None
+  if parsed.namespace:
+    raise ConfigError(f'dataset={name!r}: community datasets ({parsed.namespace}:...) are not '
+                      'supported; give a TFDS name (e.g. cifar10) or folder:PATH for a folder '
+                      'of class subfolders') from None
+  try:
+    tfds.builder_cls(parsed.name)
   except tfds.core.registered.DatasetNotFoundError:
     raise ConfigError(f'dataset={name!r} is not a TFDS dataset; pick an image-classification '
                       'dataset from `tfds.list_builders()`, e.g. imagenet2012, cifar10, '
-                      'fashion_mnist') from None
+                      'fashion_mnist, or give folder:PATH for a folder of class '
+                      'subfolders') from None
+
+
+def configure(config: Any) -> list[str]:
+  """Sets the fields the data implies before the model is built: a folder dataset's
+  `model.num_classes`, from its class subfolders. Returns a line for each change, to print once
+  all is checked; raises ConfigError for a missing folder or fewer than two classes."""
+  root = folders.path_of(config.dataset)
+  if root is None:
+    return []
+  errors.check_range('folder_eval_fraction', config.folder_eval_fraction, 0, 1)
+  errors.check_choice('folder_skip_bad_files', config.folder_skip_bad_files, (True, False))
+  classes = folders.class_names(root)
+  if config.model.num_classes == len(classes):
+    return []
+  was, config.model.num_classes = config.model.num_classes, len(classes)
+  return [f'model.num_classes={len(classes)}: the class subfolders of {root} (was {was})']
+
+
+def check_splits(config: Any, names) -> None:
+  """Raises ConfigError unless the train and eval splits are among `names` (TFDS slices and
+  sums of them, such as 'train[:90%]', name the splits they read); no names, no check (the
+  builders of tfds.testing.mock_data list none)."""
+  names = sorted(names)
+  for field in ('train_split', 'eval_split'):
+    read = [part.split('[')[0].strip() for part in str(config[field]).split('+')]
+    if names and not set(read) <= set(names):
+      raise ConfigError(f'{field}={config[field]!r} is not a split of {config.dataset}; it has: '
+                        + ', '.join(names))
 
 
 def load_builder(config: Any) -> tfds.core.DatasetBuilder:
-  """The builder of `config.dataset`, prepared; raises DatasetUnavailable within seconds."""
+  """The builder of `config.dataset`, prepared, with the config's splits checked; raises
+  DatasetUnavailable within seconds."""
+  root = folders.path_of(config.dataset)
+  if root is not None:
+    return _folder_builder(root, config)
+  builder = _registered_builder(config)
+  check_splits(config, builder.info.splits.keys())
+  return builder
+
+
+def _folder_builder(root: str, config: Any) -> tfds.core.DatasetBuilder:
+  layout = folders.scan(root, config.folder_eval_fraction, config.folder_skip_bad_files)
+  check_splits(config, layout.splits)  # before anything is written
+  builder, skipped = folders.prepare(layout, config.data_dir, config.folder_skip_bad_files)
+  if skipped:
+    print(f'{config.dataset}: left out {len(skipped)} files that are not images, the first '
+          f'{skipped[0]!r} (folder_skip_bad_files)', flush=True)
+  return builder
+
+
+def _registered_builder(config: Any) -> tfds.core.DatasetBuilder:
   name, data_dir = config.dataset, config.data_dir
   builder = tfds.builder(name, data_dir=data_dir)
   if builder.is_prepared():

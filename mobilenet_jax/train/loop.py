@@ -30,6 +30,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   with _sole_trainer(workdir), preemption.StopRequest() as stop:
     if jax.process_index() == 0:
       run_dir.save_config(workdir, config)  # on a resume too: what the run now uses
+      run_dir.save_dataset(workdir, config.dataset, run.builder.info.features['label'].names)
     compiled = parallel.compile_steps(run.model, config, run.spec.steps_per_epoch, run.num_steps)
     manager = checkpointing.create_manager(workdir, config.keep_checkpoints,
                                            config.async_checkpoints)

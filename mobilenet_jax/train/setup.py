@@ -113,7 +113,7 @@ def num_steps(config: ml_collections.ConfigDict, steps_per_epoch: int) -> int:
 def prepare(config: ml_collections.ConfigDict, workdir: str | None) -> Setup:
   """Checks the config, the workdir's earlier run (if any), init_from's weights and the data.
   Writes nothing."""
-  changes = pretrained.configure(config)
+  changes = pretrained.configure(config) + datasets.configure(config)
   model = build_model(config)
   resuming = workdir is not None and run_dir.check_config(workdir, config)
   weights = pretrained.read(config, model) if config.init_from and not resuming else None

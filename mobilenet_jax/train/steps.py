@@ -110,7 +110,7 @@ def eval_step(state: TrainState, batch: dict, flip: bool = False) -> dict:
       mirrored = state.apply_fn(variables, batch['image'][:, :, ::-1], train=False)
       views[f'{name}_flip'] = (views[name] + mirrored) / 2
     for view, logits in views.items():
-      top5 = jax.lax.top_k(logits, 5)[1]
+      top5 = jax.lax.top_k(logits, min(5, logits.shape[-1]))[1]  # a folder may have 2-4 classes
       sums[f'{view}/top1'] = ((top5[:, 0] == labels) * mask).sum()
       sums[f'{view}/top5'] = (jnp.any(top5 == labels[:, None], axis=-1) * mask).sum()
       sums[f'{view}/loss'] = (optax.softmax_cross_entropy_with_integer_labels(logits, labels)

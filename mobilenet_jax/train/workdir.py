@@ -2,6 +2,8 @@
 
 A run's workdir holds
   config.json      the run's config, written when it starts and checked when it resumes
+  dataset.json     its dataset: {"dataset": ..., "classes": [name of label 0, ...]}, written
+                   when it starts (what evaluation and prediction name the classes by)
   lock             held (fcntl) by the process that trains in it; names its PID
   checkpoints/     orbax checkpoints, a folder per step
   metrics.jsonl    one JSON object per logged step: {"step": ..., "train_loss": ..., ...}
@@ -28,6 +30,7 @@ from mobilenet_jax.models import architecture
 from mobilenet_jax.train import steps
 
 CONFIG_FILE = 'config.json'
+DATASET_FILE = 'dataset.json'
 LOCK_FILE = 'lock'
 CHECKPOINTS_DIR = 'checkpoints'
 METRICS_FILE = 'metrics.jsonl'
@@ -42,7 +45,7 @@ LOG_FILE = 'log.txt'
 ADDED_FIELDS = {
     'cosine_end': 0.0, 'body_learning_rate_scale': 1.0, 'eval_flip': False,
     'model.scale_stem': True, 'model.head_batch_norm': False, 'model.layer_scale_init': 0.0,
-    'model.drop_path_rate': 0.0,
+    'model.drop_path_rate': 0.0, 'folder_eval_fraction': 0.1, 'folder_skip_bad_files': False,
     'input.crop_fraction': 0.875, 'input.interpolation': 'bicubic',
     'input.randaugment_layers': 0, 'input.randaugment_magnitude': 9.0,
     'input.randaugment_prob': 0.5, 'input.random_erasing_prob': 0.0,
@@ -145,6 +148,16 @@ def save_config(workdir: str, config: ml_collections.ConfigDict) -> None:
     f.write(config.to_json_best_effort(indent=2))
 
 
+def save_dataset(workdir: str, dataset: str, classes: list[str]) -> None:
+  os.makedirs(workdir, exist_ok=True)
+  write_json(os.path.join(workdir, DATASET_FILE), {'dataset': dataset, 'classes': list(classes)})
+
+
+def read_classes(workdir: str) -> list[str] | None:
+  """The class names of a run's dataset, label by label; None for a run written without them."""
+  return read_json(os.path.join(workdir, DATASET_FILE)).get('classes')
+
+
 def check_writable(workdir: str) -> None:
   """Raises ConfigError unless `workdir` is a folder that can be written, or can be made one."""
   path = os.path.abspath(workdir)
@@ -204,7 +217,8 @@ def train_seconds_until(workdir: str, step: int) -> float:
 
 def results_record(workdir: str, config: ml_collections.ConfigDict, overrides, params: int,
                    madds: int, evals: list[tuple[int, dict]], meter) -> dict:
-  """The results record: what ran, its size, speed, and final and best top-1 and top-5.
+  """The results record: what ran, its size, speed, final and best top-1 and top-5, and the
+  class names (from dataset.json).
 
   Best top-1 covers this run's evaluations and those before a resume (in metrics.jsonl);
   training time adds up over the sessions of a resumed run, stopped or killed ones included
@@ -232,6 +246,7 @@ def results_record(workdir: str, config: ml_collections.ConfigDict, overrides, p
         + [final[f'{name}/top1']])
   record['dead_channels'] = final['raw/dead_channels']
   record['ema_dead_channels'] = final['ema/dead_channels']
+  record['classes'] = read_classes(workdir)
   return record
 
 

@@ -75,6 +75,29 @@ def test_a_missing_dataset_fails_within_seconds_saying_how_to_get_it(dataset, hi
   assert hint in str(e.value) and time.perf_counter() - start < 5
 
 
+@pytest.mark.parametrize('name, message', [
+    ('a/b:c', "dataset='a/b:c' cannot be parsed; give a TFDS name (NAME, NAME/CONFIG or "
+              'NAME:VERSION, e.g. cifar10, imagenet2012:5.1.0) or folder:PATH'),
+    ('x:y', "dataset='x:y': community datasets (x:...) are not supported"),
+    ('cifar11', "dataset='cifar11' is not a TFDS dataset"),
+])
+def test_a_dataset_name_tfds_cannot_read_gets_one_line(name, message):
+  with pytest.raises(datasets.ConfigError) as e:
+    datasets.check_known(name)
+  assert str(e.value).startswith(message) and '\n' not in str(e.value)
+  for good in ('cifar10', 'cifar10/plain_text', 'mnist:3.0.1', 'folder:/any/path'):
+    datasets.check_known(good)
+
+
+def test_a_split_the_dataset_lacks_gets_one_line_naming_those_it_has():
+  config = tiny_config(eval_split='tset')
+  with pytest.raises(datasets.ConfigError, match=r"^eval_split='tset' is not a split of "
+                                                 'cifar10; it has: test, train$'):
+    datasets.check_splits(config, ['train', 'test'])
+  for split in ('test', 'train[:90%]', 'train[90%:]+test'):
+    datasets.check_splits(tiny_config(eval_split=split), ['train', 'test'])
+
+
 @pytest.mark.slow
 def test_fashion_mnist_prepares_offline_from_the_debian_idx_files(tmp_path):
   config = tiny_config('fashion_mnist', data_dir=str(tmp_path), download=False)
@@ -84,6 +107,10 @@ def test_fashion_mnist_prepares_offline_from_the_debian_idx_files(tmp_path):
   assert builder.is_prepared() and builder.info.features['label'].num_classes == 10
   assert datasets.split_size(builder, 'train') == 60_000
   assert datasets.split_size(builder, 'test') == 10_000
+  config.eval_split = 'tset'  # a split it lacks: one line (the 93-line ValueError)
+  with pytest.raises(datasets.ConfigError, match="eval_split='tset' is not a split of "
+                                                 'fashion_mnist; it has: test, train'):
+    datasets.load_builder(config)
   config.eval_split = 'test'
   spec = input_pipeline.describe(builder, config, datasets.split_size)
   batch = next(input_pipeline.eval_batches(builder, config, spec))

@@ -38,6 +38,12 @@ CASES = [
      'error: flag --workdir=None: Flag --workdir must have a value other than None.'),
     (('experiments.report', '--workdir=/nonexistent/sweep'),
      'error: --workdir=/nonexistent/sweep is not a folder'),
+    (('experiments.train', '--config=configs/v3_small.py', '--workdir=/nonexistent/run',
+      '--config.dataset=a/b:c'),
+     "error: dataset='a/b:c' cannot be parsed; give a TFDS name"),
+    (('experiments.train', '--config=configs/v3_small.py', '--workdir=/nonexistent/run',
+      '--config.dataset=folder:/nonexistent/images'),
+     'error: dataset=folder:/nonexistent/images: no such folder'),
 
 ]
 
@@ -62,3 +68,29 @@ def test_a_preempted_run_says_so_in_one_line_and_exits_as_the_signal_would():
                         timeout=60)
   assert done.returncode == 143
   assert done.stderr.strip() == 'stopped by SIGTERM at step 3; rerun the same command to resume'
+
+
+def test_a_bad_folder_or_split_gets_one_line_and_nothing_is_written(tmp_path):
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  for name in ('cat', 'dog'):
+    (tmp_path / 'images' / name).mkdir(parents=True)
+    for i in range(2):
+      Image.new('RGB', (8, 8)).save(tmp_path / 'images' / name / f'{i}.png')
+  (tmp_path / 'images' / 'dog' / 'notes.txt').write_text('not an image')
+  train = ('experiments.train', '--config=configs/v3_small.py', f'--workdir={tmp_path}/run',
+           f'--config.data_dir={tmp_path}/tfds')
+  cases = [
+      (f'--config.dataset=folder:{tmp_path}/images', '--config.eval_split=tset',
+       f"error: eval_split='tset' is not a split of folder:{tmp_path}/images; it has: train, "
+       'validation'),
+      (f'--config.dataset=folder:{tmp_path}/images', '--config.eval_split=validation',
+       f"error: dataset=folder:{tmp_path}/images: 1 files are not images TensorFlow decodes "
+       f"(JPEG/PNG/GIF/BMP), the first '{tmp_path}/images/dog/notes.txt'"),
+  ]
+  with futures.ThreadPoolExecutor(2) as pool:
+    done = list(pool.map(lambda case: _run(*train, *case[:2]), cases))
+  for (*args, message), result in zip(cases, done):
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 1 and len(lines) == 1, (args, result.stderr)
+    assert lines[0].startswith(message), (args, lines[0])
+  assert os.listdir(tmp_path) == ['images']  # no workdir, no data_dir
