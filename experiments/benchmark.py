@@ -42,6 +42,8 @@ _TORCH_COMPILE = flags.DEFINE_bool('torch_compile', False,
                                    'Also time the PyTorch model torch.compile\'d.')
 _TIMM = flags.DEFINE_bool('timm', False, "PyTorch runs timm's model of every family (default: "
                           "torchvision's V2 and V3, our table's V1, timm's V4).")
+_COMPILE_BACKEND = flags.DEFINE_string('torch_compile_backend', 'inductor',
+                                       "torch.compile's backend (aot_eager: no code generated)")
 _OURS = flags.DEFINE_bool('ours', True, 'Time ours (--noours: PyTorch alone).')
 _WARMUP = flags.DEFINE_integer('warmup', 1, 'Untimed steps before the timed ones.')
 _JSON = flags.DEFINE_bool('json', False, 'Print one JSON object instead of text.')
@@ -86,7 +88,7 @@ def main(argv):
   result = benchmarking.benchmark(
       _CONFIG.value, _MODE.value, _BATCH.value, _STEPS.value, _ROUNDS.value, _COMPARE_TORCH.value,
       ours=_OURS.value, torch_compile=_TORCH_COMPILE.value, timm=_TIMM.value,
-      warmup=_WARMUP.value)
+      warmup=_WARMUP.value, compile_backend=_COMPILE_BACKEND.value)
   print(json.dumps(result) if _JSON.value else _describe(result), flush=True)
 
 
