@@ -70,9 +70,9 @@ def _describe(r: dict) -> str:
   if 'torch_model' in r:
     lines.append(f"  PyTorch: {r['torch_model']} on {r['torch_device']}, "
                  f"{r['torch_threads']} threads")
-  for key in ('ratio_vs_torch', 'ratio_vs_torch_compiled'):
-    if key in r:
-      lines.append(f"  ours / {key.removeprefix('ratio_vs_').replace('_', ' ')}: {r[key]:.2f}x")
+  for prefix in ('torch_', 'torch_compiled_'):
+    if f'ratio_vs_{prefix[:-1]}' in r:
+      lines.append(f"  ours / {benchmarking.RUNS[prefix]}: {r[f'ratio_vs_{prefix[:-1]}']:.2f}x")
   return '\n'.join(lines)
 
 
