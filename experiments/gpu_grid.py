@@ -164,6 +164,8 @@ def _gpu() -> str:
 
 
 def _code() -> str:
+  if not shutil.which('git'):
+    return 'unknown (no git here)'
   done = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], capture_output=True, text=True,
                         check=False, cwd=os.path.dirname(os.path.abspath(__file__)))
   return done.stdout.strip() or 'unknown (no git here)'
