@@ -196,7 +196,9 @@ def benchmark(config, mode: str, batch: int, steps: int, rounds: int, compare_to
 
   Each run's figures carry its prefix in RUNS ('step_ms', 'torch_step_ms', ...): images/s,
   step times, compile seconds (for PyTorch its first step's: cuDNN's autotuning,
-  `torch.compile`'s compilation) and peak device memory, read after the warm-up (None on CPUs).
+  `torch.compile`'s compilation) and peak device memory, read after the warm-up (None on CPUs;
+  ours: 'peak_memory_by_step' False when the steps held no more than compiling had, 'auto''s
+  measurements of large layers included, so that the figure only bounds the step's).
   `ours=False` times PyTorch alone; `torch_compile` adds the model `torch.compile`d by
   `compile_backend` (inductor: what users run; the tests trace with aot_eager, which compiles
   no code).
@@ -219,6 +221,7 @@ def benchmark(config, mode: str, batch: int, steps: int, rounds: int, compare_to
     if prefix:
       _reset_torch_peak_memory()
     run, info = make()  # ours: its compile time; PyTorch's: what it runs on
+    before = None if prefix else device_peak_memory_mb()  # 'auto''s measurements included
     start = time.perf_counter()
     run()
     if prefix:
@@ -227,6 +230,8 @@ def benchmark(config, mode: str, batch: int, steps: int, rounds: int, compare_to
       run()
     result[prefix + 'peak_memory_mb'] = (torch_peak_memory_mb() if prefix
                                          else device_peak_memory_mb())
+    if before is not None:  # XLA's peak cannot be reset: whether the steps set it, or only
+      result['peak_memory_by_step'] = result['peak_memory_mb'] > before  # bound it
     result.update(info)
     runs[prefix] = run
   seconds = {prefix: [] for prefix in runs}
