@@ -131,3 +131,21 @@ def test_the_grid_runs_end_to_end_at_tiny_sizes_without_tensorflow(tmp_path):
   table = (out / 'gpu_grid.md').read_text()
   assert '| v4_conv_small | train | 2 |' in table and '| v4_conv_small | infer | 2 |' in table
   assert '=== ours v4_conv_small:train' in (out / 'gpu_grid.log').read_text()
+
+
+@pytest.mark.slow
+def test_the_benchmark_times_ours_beside_timm_eager_and_compiled(tmp_path):
+  done = subprocess.run(
+      [sys.executable, '-m', 'experiments.benchmark', '--config=configs/v4_conv_small.py',
+       '--mode=infer', '--batch=2', '--config.input.image_size=32',
+       '--config.model.dtype=bfloat16', '--compare_torch', '--timm', '--torch_compile',
+       '--torch_compile_backend=aot_eager', '--steps=2', '--rounds=1', '--json'],
+      cwd=ROOT, env=_without(tmp_path), capture_output=True, text=True, timeout=900, check=False,
+      preexec_fn=lambda: os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}))
+  assert done.returncode == 0, done.stderr[-3000:]
+  result = json.loads(done.stdout.strip().splitlines()[-1])
+  assert result['torch_model'] == 'timm.MobileNetV3' and result['dtype'] == 'bfloat16'
+  for prefix in ('', 'torch_', 'torch_compiled_'):
+    assert result[prefix + 'compile_seconds'] > 0 and result[prefix + 'images_per_second'] > 0
+  assert result['ratio_vs_torch_compiled'] == pytest.approx(
+      result['images_per_second'] / result['torch_compiled_images_per_second'])
