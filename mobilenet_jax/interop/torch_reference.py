@@ -49,24 +49,25 @@ def create_timm_model(family: str, width: float = 1.0, num_classes: int = 1000, 
   return timm.create_model(name, pretrained=False, num_classes=num_classes, **kwargs)
 
 
-def create_model(config: Any, params: int):
+def create_model(config: Any, params: int, timm: bool = False):
   """The PyTorch model with the architecture of `config.model`: torchvision's where it has one,
-  timm's for the families only timm has, else built from our table (V1).
+  timm's for the families only timm has, else built from our table (V1); timm's for every family
+  with `timm` (what a GPU user of PyTorch trains).
 
   `params` is our model's parameter count. Raises ConfigError when the two architectures differ
   (a table variant torchvision does not have): the counts must be equal.
   """
   import torch  # pylint: disable=g-import-not-at-top
   model_config = config.model
-  if config.family in TORCHVISION_BUILDERS:
+  if timm or config.family in TIMM_ONLY:
+    model = create_timm_model(config.family, model_config.width_multiplier,
+                              model_config.num_classes, drop_rate=model_config.dropout_rate,
+                              drop_path_rate=model_config.drop_path_rate)
+  elif config.family in TORCHVISION_BUILDERS:
     build = getattr(import_torchvision_models(), TORCHVISION_BUILDERS[config.family])
     model = build(num_classes=model_config.num_classes,
                   width_mult=model_config.width_multiplier,
                   dropout=model_config.dropout_rate)
-  elif config.family in TIMM_ONLY:
-    model = create_timm_model(config.family, model_config.width_multiplier,
-                              model_config.num_classes, drop_rate=model_config.dropout_rate,
-                              drop_path_rate=model_config.drop_path_rate)
   else:
     model = _separable_model(architecture.resolve(model_config), model_config, torch.nn)
   theirs = sum(p.numel() for p in model.parameters())

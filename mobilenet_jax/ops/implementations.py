@@ -144,10 +144,12 @@ def _measure_all(candidates: Mapping[str, Callable], inputs: Sequence[jax.ShapeD
   slow spell of a noisy machine (seen here: seconds at a time) falls on all of them rather than
   on whichever was being timed (timed one after another, 5 runs each, the main job's costliest
   layer went to `matmul` in one process and `im2col` in two, the convolution within 5%)."""
-  rng = np.random.default_rng(0)
-  arrays = [rng.standard_normal(i.shape).astype(i.dtype) for i in inputs]
+  # Drawn on the device: at a GPU's batches one layer's input is gigabytes, which numpy draws on
+  # the host at 10-100 ns an element (the inputs of V2's layers at batch 1024: 5G elements).
+  keys = jax.random.split(jax.random.key(0), len(inputs) + 1)
+  arrays = [_normal(key, i.shape, i.dtype) for key, i in zip(keys, inputs)]
   out = jax.eval_shape(next(iter(candidates.values())), *inputs)
-  cotangent = rng.standard_normal(out.shape).astype(out.dtype)
+  cotangent = _normal(keys[-1], out.shape, out.dtype) if differentiated else jnp.zeros(())
   runs = {name: _runner(fn, arrays, cotangent, differentiated)
           for name, fn in candidates.items()}
   times = {name: [] for name in runs}
@@ -162,7 +164,10 @@ def _measure_all(candidates: Mapping[str, Callable], inputs: Sequence[jax.ShapeD
   return {name: min(seconds) for name, seconds in times.items()}
 
 
-def _runner(fn: Callable, arrays: list[np.ndarray], cotangent: np.ndarray,
+_normal = jax.jit(jax.random.normal, static_argnums=(1, 2))
+
+
+def _runner(fn: Callable, arrays: list[jax.Array], cotangent: jax.Array,
             differentiated: bool = True) -> Callable[[], None]:
   """A function that runs, once and to completion, the forward pass and (differentiated) the
   gradients of all inputs, jitted; compiled before it is returned."""

@@ -2,22 +2,31 @@
 
 The JAX side runs the training loop's own jit-compiled step (optimizer, EMA, donated state) on
 synthetic data; inference is the eval-mode forward pass. PyTorch (optional) runs the same
-architecture (`torch_reference.create_model`: torchvision's, timm's for V4), channels-last, with
-as many threads, in rounds alternating with ours so that both see the same machine load.
+architecture (`torch_reference.create_model`: torchvision's, timm's for V4, or timm's for every
+family), as a timm user runs it: channels-last, on the GPU where there is one, under autocast
+to bfloat16 where ours computes in it, eager or `torch.compile`d; with as many threads, in rounds
+alternating with ours so that both see the same machine load. Each step runs to completion
+(`block_until_ready`, `torch.cuda.synchronize`) before its time is read.
+
+Nothing here imports TensorFlow (the GPU machines' image has none): the model is checked as a
+run checks it, less the data's checks, which need it and concern no synthetic batch.
 """
 
+import functools
 import os
 import resource
 import statistics
 import time
 from collections.abc import Callable
 
+import flax.linen as nn
 import jax
 import numpy as np
 
+from mobilenet_jax import errors
 from mobilenet_jax.interop import torch_reference
-from mobilenet_jax.models import complexity
-from mobilenet_jax.train import parallel, setup
+from mobilenet_jax.models import architecture, complexity, registry
+from mobilenet_jax.train import optim, parallel
 
 MODES = ('train', 'infer')
 
@@ -29,11 +38,24 @@ def _synthetic_batch(config, batch: int) -> dict:
           'label': rng.integers(0, config.model.num_classes, batch).astype(np.int32)}
 
 
+def build_model(config) -> nn.Module:
+  """The model of `config`, after the checks of a run's `setup.build_model` that concern the
+  step (model, image size, batch, optimizer); raises ConfigError before anything compiles."""
+  model = registry.create_model(config.model)
+  architecture.check_image_size(model.architecture, config.input.image_size)
+  errors.check_int('batch_size', config.batch_size, minimum=1)
+  if config.batch_size % jax.device_count():
+    raise errors.ConfigError(f'batch_size={config.batch_size} is not allowed; it must be '
+                             f'divisible by the {jax.device_count()} devices')
+  optim.validate(config)
+  return model
+
+
 def jax_step(config, mode: str, batch: int
              ) -> tuple[Callable[[], None], dict, jax.stages.Compiled]:
   """A function running one step (blocking until done), compile time and memory figures, and
   the compiled step (its optimized HLO for a profile)."""
-  model = setup.build_model(config)
+  model = build_model(config)
   compiled = parallel.compile_steps(model, config, steps_per_epoch=1000, num_steps=10**6)
   state = compiled.init()
   data = compiled.to_devices(_synthetic_batch(config, batch))
@@ -58,27 +80,51 @@ def jax_step(config, mode: str, batch: int
 
     def run():
       holder['state'], metrics = compiled(holder['state'], data)  # the state is donated
-      metrics['loss'].block_until_ready()
+      jax.block_until_ready((holder['state'], metrics))
   else:
     def run():
       compiled(*args).block_until_ready()
   return run, {'compile_seconds': compile_seconds, 'xla_peak_memory_mb': peak_mb}, compiled
 
 
+def device_peak_memory_mb() -> float | None:
+  """The most memory XLA has held on the first device in this process (None where the backend
+  does not count it: CPUs)."""
+  stats = jax.local_devices()[0].memory_stats()
+  return stats['peak_bytes_in_use'] / 2**20 if stats and 'peak_bytes_in_use' in stats else None
+
+
 def model_size(config) -> tuple[int, int]:
   """(parameters, multiply-adds) of the model of `config` at its image size."""
-  return complexity.model_totals(setup.build_model(config), config.input.image_size)
+  return complexity.model_totals(build_model(config), config.input.image_size)
 
 
-def torch_step(config, mode: str, batch: int, params: int) -> tuple[Callable[[], None], dict]:
+def torch_step(config, mode: str, batch: int, params: int, *, compiled: bool = False,
+               timm: bool = False, backend: str = 'inductor') -> tuple[Callable[[], None], dict]:
+  """A function running one PyTorch step to completion, and what it ran on. The model is
+  `torch_reference.create_model`'s (`timm`: timm's for every family), `torch.compile`d by
+  `backend` with `compiled`; on the GPU where torch sees one, with cuDNN's autotuning on (as
+  timm's train.py). On CPUs with as many threads as this process may use (XLA's count too)."""
   import torch  # pylint: disable=g-import-not-at-top
-  threads = os.cpu_count() or 1
+  threads = len(os.sched_getaffinity(0))
   torch.set_num_threads(threads)
-  model = torch_reference.create_model(config, params).to(memory_format=torch.channels_last)
+  device = torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+  if device.type == 'cuda':
+    torch.backends.cudnn.benchmark = True
+  model = torch_reference.create_model(config, params, timm=timm).to(
+      device, memory_format=torch.channels_last)
+  name = f'{type(model).__module__.split(".")[0]}.{type(model).__name__}'
   data = _synthetic_batch(config, batch)
-  images = torch.from_numpy(data['image']).permute(0, 3, 1, 2).contiguous(
-      memory_format=torch.channels_last)
-  labels = torch.from_numpy(data['label']).long()
+  images = torch.from_numpy(data['image']).permute(0, 3, 1, 2).to(
+      device, memory_format=torch.channels_last)
+  labels = torch.from_numpy(data['label']).long().to(device)
+  # Our policy's twin: bfloat16 compute where `model.dtype` asks for it, on this device.
+  autocast = functools.partial(torch.autocast, device.type, dtype=torch.bfloat16,
+                               enabled=config.model.dtype == 'bfloat16')
+  synchronize = torch.cuda.synchronize if device.type == 'cuda' else lambda: None
+  info = {'torch_threads': threads, 'torch_version': torch.__version__, 'torch_model': name,
+          'torch_device': (torch.cuda.get_device_name(device) if device.type == 'cuda'
+                           else 'cpu')}
   if mode == 'train':
     model.train()
     optimizer = {
@@ -88,18 +134,37 @@ def torch_step(config, mode: str, batch: int, params: int) -> tuple[Callable[[],
         'adamw': lambda p: torch.optim.AdamW(p, lr=1e-3),
     }[config.optimizer](model.parameters())
     loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+    # The model alone, as timm's train.py compiles it (the loss and the optimizer stay eager).
+    forward = torch.compile(model, backend=backend) if compiled else model
 
     def run():
       optimizer.zero_grad(set_to_none=True)
-      loss_fn(model(images), labels).backward()
+      with autocast():
+        loss = loss_fn(forward(images), labels)
+      loss.backward()
       optimizer.step()
+      synchronize()
   else:
     model.eval()
+    forward = torch.compile(model, backend=backend) if compiled else model
 
     def run():
-      with torch.inference_mode():
-        model(images)
-  return run, {'torch_threads': threads, 'torch_version': torch.__version__}
+      with torch.inference_mode(), autocast():
+        forward(images)
+      synchronize()
+  return run, info
+
+
+def torch_peak_memory_mb() -> float | None:
+  """The most memory PyTorch's allocator has held on the GPU since the last reset (None on CPUs)."""
+  import torch  # pylint: disable=g-import-not-at-top
+  return torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else None
+
+
+def _reset_torch_peak_memory() -> None:
+  import torch  # pylint: disable=g-import-not-at-top
+  if torch.cuda.is_available():
+    torch.cuda.reset_peak_memory_stats()
 
 
 # Processes of one cell whose ratios to PyTorch differ by more than this share disagree: on
@@ -120,33 +185,74 @@ def _timings(seconds: list[float], batch: int) -> dict:
           'images_per_second': batch / median}
 
 
-def benchmark(config, mode: str, batch: int, steps: int, rounds: int,
-              compare_torch: bool) -> dict:
-  """Timed steps of ours (and PyTorch's), `rounds` rounds of `steps`, after one warm-up each."""
+# Result keys' prefixes: ours, PyTorch eager, PyTorch `torch.compile`d.
+RUNS = {'': 'ours', 'torch_': 'PyTorch', 'torch_compiled_': 'PyTorch compiled'}
+
+
+def benchmark(config, mode: str, batch: int, steps: int, rounds: int, compare_torch: bool, *,
+              ours: bool = True, torch_compile: bool = False, timm: bool = False,
+              warmup: int = 1, compile_backend: str = 'inductor') -> dict:
+  """Timed steps of ours (and PyTorch's), `rounds` rounds of `steps`, after `warmup` each.
+
+  Each run's figures carry its prefix in RUNS ('step_ms', 'torch_step_ms', ...): images/s,
+  step times, compile seconds (for PyTorch its first step's: cuDNN's autotuning,
+  `torch.compile`'s compilation) and peak device memory, read after the warm-up (None on CPUs;
+  ours: 'peak_memory_by_step' False when the steps held no more than compiling had, 'auto''s
+  measurements of large layers included, so that the figure only bounds the step's).
+  `ours=False` times PyTorch alone; `torch_compile` adds the model `torch.compile`d by
+  `compile_backend` (inductor: what users run; the tests trace with aot_eager, which compiles
+  no code).
+  """
   config.batch_size = batch
   params, madds = model_size(config)
-  runners = {'jax': jax_step(config, mode, batch)[:2]}
+  makers = {}
+  if ours:
+    makers[''] = lambda: jax_step(config, mode, batch)[:2]
   if compare_torch:
-    runners['torch'] = torch_step(config, mode, batch, params)
-  seconds = {name: [] for name in runners}
-  for run, _ in runners.values():
+    makers['torch_'] = lambda: torch_step(config, mode, batch, params, timm=timm)
+  if torch_compile:
+    makers['torch_compiled_'] = lambda: torch_step(config, mode, batch, params, compiled=True,
+                                                   timm=timm, backend=compile_backend)
+  if not makers:
+    raise errors.ConfigError('nothing to time: ours is off and PyTorch is not compared')
+  errors.check_int('warmup', warmup, minimum=1)
+  runs, result = {}, {}
+  for prefix, make in makers.items():  # built and warmed up one after the other
+    if prefix:
+      _reset_torch_peak_memory()
+    run, info = make()  # ours: its compile time; PyTorch's: what it runs on
+    before = None if prefix else device_peak_memory_mb()  # 'auto''s measurements included
+    start = time.perf_counter()
     run()
+    if prefix:
+      result[prefix + 'compile_seconds'] = time.perf_counter() - start
+    for _ in range(warmup - 1):
+      run()
+    result[prefix + 'peak_memory_mb'] = (torch_peak_memory_mb() if prefix
+                                         else device_peak_memory_mb())
+    if before is not None:  # XLA's peak cannot be reset: whether the steps set it, or only
+      result['peak_memory_by_step'] = result['peak_memory_mb'] > before  # bound it
+    result.update(info)
+    runs[prefix] = run
+  seconds = {prefix: [] for prefix in runs}
   for _ in range(rounds):
-    for name, (run, _) in runners.items():
+    for prefix, run in runs.items():
       for _ in range(steps):
         start = time.perf_counter()
         run()
-        seconds[name].append(time.perf_counter() - start)
-  result = {'config': config.name, 'mode': mode, 'batch': batch,
-            'image_size': config.input.image_size, 'params': params, 'madds': madds,
-            'backend': jax.default_backend(), 'devices': jax.device_count(),
-            **runners['jax'][1], **_timings(seconds['jax'], batch)}
-  if compare_torch:
-    theirs = _timings(seconds['torch'], batch)
-    result.update(runners['torch'][1])
-    result['torch_step_ms'] = theirs['step_ms']
-    result['torch_images_per_second'] = theirs['images_per_second']
-    result['ratio_vs_torch'] = result['images_per_second'] / theirs['images_per_second']
+        seconds[prefix].append(time.perf_counter() - start)
+  result.update({'config': config.name, 'mode': mode, 'batch': batch,
+                 'image_size': config.input.image_size, 'params': params, 'madds': madds,
+                 'dtype': config.model.dtype})
+  if ours:
+    result.update({'backend': jax.default_backend(), 'devices': jax.device_count(),
+                   'device_kind': jax.devices()[0].device_kind})
+  for prefix, times in seconds.items():
+    result.update({prefix + k: v for k, v in _timings(times, batch).items()})
+  for prefix in ('torch_', 'torch_compiled_'):
+    if ours and prefix in runs:
+      result[f'ratio_vs_{prefix[:-1]}'] = (result['images_per_second']
+                                           / result[prefix + 'images_per_second'])
   # Linux reports kilobytes: the whole process, PyTorch included when compared.
   result['process_peak_rss_mb'] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
   return result
