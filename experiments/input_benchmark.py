@@ -8,7 +8,8 @@ preprocessing (data/preprocessing.py, as the configs' input fields set it) and t
 (`RandomResizedCrop` + flip; `Resize` + `CenterCrop`; PIL decoding, `DataLoader` workers) on
 those files, each in a process pinned to 1 core and to all cores
 (mobilenet_jax/tools/input_benchmarking.py). Prints a table and the cores it would take to feed
---feed train images per second; --json_out writes every figure. docs/input_pipeline.md has the
+--feed train images per second; --profile adds what each stage of ours costs; --json_out writes
+every figure. docs/input_pipeline.md has the
 measurements and what holds them.
 """
 
@@ -38,6 +39,8 @@ _BATCH = flags.DEFINE_integer('batch', 64, 'Images per batch.')
 _IMAGE_SIZE = flags.DEFINE_integer('image_size', 224, 'Output size in pixels.')
 _FEED = flags.DEFINE_float('feed', 0.0, 'A train-step rate (images/s): say how many cores would '
                            'feed it.')
+_PROFILE = flags.DEFINE_bool('profile', False, 'Also measure what each stage of ours costs (one '
+                             'core, images per CPU-second).')
 _JSON_OUT = flags.DEFINE_string('json_out', None, 'Also write every figure to this JSON file.')
 _TRAIN_INTERPOLATION = flags.DEFINE_enum('train_interpolation', _DEFAULTS.train_interpolation,
                                          preprocessing.INTERPOLATIONS, 'Our Inception crop resize.')
@@ -77,14 +80,17 @@ def _table(result: dict, num_images: int) -> str:
   ratios = {(r['split'], r['cores']): r['ours_over_torchvision'] for r in result['ratios']}
   lines = [f"{num_images} JPEGs of ~500x375 at {result['image_size']} px, batch "
            f"{result['batch']}, median of {result['repeats']}; {result['cpu']}",
-           f"{'':6} {'cores':>5} {'ours':>9} {'torchvision':>12} {'ratio':>6}   per core: "
-           f"{'ours':>6} {'torchvision':>12}"]
+           f"{'images/s':14} {'ours':>7} {'torchvision':>12} {'ratio':>6}   "
+           f"{'per core: ours':>14} {'torchvision':>12}   {'per CPU-s: ours':>15} "
+           f"{'torchvision':>12}"]
   for split, cores in sorted({(s, c) for s, c, _ in cells}, key=lambda k: (k[0] != 'train', k)):
-    ours, theirs = cells.get((split, cores, 'ours')), cells.get((split, cores, 'torchvision'))
-    lines.append(f"{split:6} {cores:>5} {ours['images_per_second']:>9.0f} "
-                 f"{theirs['images_per_second']:>12.0f} {ratios[(split, cores)]:>5.2f}x   "
-                 f"{'':>10}{ours['images_per_second_per_core']:>6.0f} "
-                 f"{theirs['images_per_second_per_core']:>12.0f}")
+    ours, theirs = cells[(split, cores, 'ours')], cells[(split, cores, 'torchvision')]
+    lines.append(
+        f"{f'{split}, {cores} core' + 's' * (cores > 1):14} {ours['images_per_second']:>7.0f} "
+        f"{theirs['images_per_second']:>12.0f} {ratios[(split, cores)]:>5.2f}x   "
+        f"{ours['images_per_second_per_core']:>14.0f} "
+        f"{theirs['images_per_second_per_core']:>12.0f}   "
+        f"{ours['images_per_cpu_second']:>15.0f} {theirs['images_per_cpu_second']:>12.0f}")
   if 'feed' in result:
     feed = result['feed']
     lines.append(f"to feed {feed['rate']:g} train images/s: ours {feed['cores']['ours']:.1f} "
@@ -115,6 +121,11 @@ def main(argv):
     result['feed'] = {'rate': _FEED.value,
                       'cores': input_benchmarking.cores_to_feed(result['cells'], _FEED.value)}
   print(_table(result, _IMAGES.value), flush=True)
+  if _PROFILE.value:
+    result['profile'] = input_benchmarking.profile_in_process(folder, _IMAGE_SIZE.value)
+    print('ours, stage by stage (1 core, images per CPU-second):', flush=True)
+    for stage, rate in result['profile'].items():
+      print(f'  {stage:40} {rate:7.0f}', flush=True)
   if _JSON_OUT.value:
     with open(_JSON_OUT.value, 'w') as f:
       json.dump(result, f, indent=2)

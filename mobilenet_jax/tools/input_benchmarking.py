@@ -11,8 +11,10 @@ Run as `python -m mobilenet_jax.tools.input_benchmarking '<json>'`, a process me
 and prints it as a JSON line; `benchmark` starts those processes and takes the medians.
 """
 
+import functools
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -66,7 +68,7 @@ def _ours(split: str, folder: str, cores: int, batch: int, size: int, fields: di
   options = tf.data.Options()
   options.threading.private_threadpool_size = cores
   options.threading.max_intra_op_parallelism = 1
-  return ds.prefetch(2).with_options(options).as_numpy_iterator()
+  return ds.prefetch(2).with_options(options).as_numpy_iterator
 
 
 def _torchvision(split: str, folder: str, cores: int, batch: int, size: int):
@@ -80,28 +82,99 @@ def _torchvision(split: str, folder: str, cores: int, batch: int, size: int):
   else:
     crop = [transforms.Resize(round(size / 0.875)), transforms.CenterCrop(size)]
   transform = transforms.Compose([*crop, transforms.ToTensor(), transforms.Normalize(MEAN, STD)])
-  return iter(torch.utils.data.DataLoader(
+  return torch.utils.data.DataLoader(
       datasets.ImageFolder(folder, transform), batch_size=batch, shuffle=True,
       generator=torch.Generator().manual_seed(0), num_workers=cores,
-      worker_init_fn=lambda _: torch.set_num_threads(1)))
+      worker_init_fn=lambda _: torch.set_num_threads(1)).__iter__
+
+
+def _cpu_seconds() -> float:
+  """CPU time of this process's threads and of its children that have exited (the
+  DataLoader's workers, once the iterator is exhausted)."""
+  return sum(getattr(resource.getrusage(who), field)
+             for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+             for field in ('ru_utime', 'ru_stime'))
 
 
 def measure(pipeline: str, split: str, folder: str, cores: int, batch: int, size: int = 224,
             fields: dict | None = None) -> dict:
-  """One cell, in this process: pins it to `cores` cores and reads the folder once."""
+  """One cell, in this process: pins it to `cores` cores and reads the folder once.
+
+  Images/s is timed after the warm-up. Images per CPU-second, over the whole pass from the
+  iterator's start (the workers' start-up included), stays put when other processes load the
+  machine, which wall time does not: a check on figures measured on a busy machine.
+  """
   os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[:cores])
   if pipeline == 'ours':
-    batches = _ours(split, folder, cores, batch, size, fields or {})
+    start_iterator = _ours(split, folder, cores, batch, size, fields or {})
   else:
-    batches = _torchvision(split, folder, cores, batch, size)
-  for _ in range(WARMUP_BATCHES):
-    next(batches)
+    start_iterator = _torchvision(split, folder, cores, batch, size)
+  cpu_start = _cpu_seconds()
+  batches = start_iterator()
+  warm_up = sum(len(next(batches)[0]) for _ in range(WARMUP_BATCHES))
   images, start = 0, time.perf_counter()
   for images_batch, _ in batches:
     images += len(images_batch)
   seconds = time.perf_counter() - start
+  del batches  # joins the workers, whose CPU time then counts
+  cpu = _cpu_seconds() - cpu_start
   return {'pipeline': pipeline, 'split': split, 'cores': cores, 'images': images,
-          'seconds': seconds, 'images_per_second': images / seconds}
+          'seconds': seconds, 'images_per_second': images / seconds,
+          'images_per_cpu_second': (warm_up + images) / cpu}
+
+
+def _stages(size: int) -> dict:
+  """What each part of our preprocessing costs: image bytes -> output, one stage each."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from mobilenet_jax.data import preprocessing  # pylint: disable=g-import-not-at-top
+  p = preprocessing
+
+  def window(image_bytes, seed):
+    return p.decode_window(image_bytes, lambda h, w: p._crop_window(h, w, seed))  # pylint: disable=protected-access
+
+  def whole_then_slice(image_bytes, seed, interpolation):  # before the JPEG windows
+    image = p.decode(image_bytes)
+    top, left, h, w = p._crop_window(tf.shape(image)[0], tf.shape(image)[1], seed)  # pylint: disable=protected-access
+    return p._resize(image[top:top + h, left:left + w], (size, size), interpolation)  # pylint: disable=protected-access
+
+  stages = {'decode whole image': lambda b, s: p.decode(b),
+            'decode train window': window,
+            'train: whole image, bicubic (before)': lambda b, s: whole_then_slice(b, s, 'bicubic')}
+  for interpolation in p.INTERPOLATIONS:
+    stages[f'train: window, {interpolation}'] = functools.partial(
+        lambda b, s, i: p.inception_crop(b, size, s, i), i=interpolation)
+  for decode in p.EVAL_DECODES:
+    for interpolation in p.INTERPOLATIONS:
+      stages[f'eval: {decode}, {interpolation}'] = functools.partial(
+          lambda b, s, d, i: p.eval_image(b, size=size, style='imagenet', interpolation=i,
+                                          eval_decode=d), d=decode, i=interpolation)
+  return stages
+
+
+def profile(folder: str, size: int = 224, **_) -> dict:
+  """Images per CPU-second of each stage, on one core and one thread, from bytes in memory
+  (no file reads, no batching): where our pipeline's time goes."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[:1])
+  tf.config.threading.set_inter_op_parallelism_threads(1)
+  tf.config.threading.set_intra_op_parallelism_threads(1)
+  contents = [open(path, 'rb').read() for path in _files(folder)[0]]  # pylint: disable=consider-using-with,unspecified-encoding
+  options = tf.data.Options()
+  options.threading.private_threadpool_size = 1
+  options.threading.max_intra_op_parallelism = 1
+  rates = {}
+  for name, stage in _stages(size).items():
+    ds = tf.data.Dataset.from_tensor_slices(contents).enumerate().map(
+        lambda i, b, stage=stage: tf.cast(
+            stage(b, tf.stack([tf.constant(0, tf.int64), i]))[0, 0, 0], tf.float32))
+    ds = ds.with_options(options)
+    for _ in ds.take(4):  # traced and warm
+      pass
+    start = time.process_time()
+    for _ in ds:
+      pass
+    rates[name] = len(contents) / (time.process_time() - start)
+  return rates
 
 
 def _measure_in_process(**kwargs) -> dict:
@@ -138,12 +211,15 @@ def benchmark(folder: str, *, core_counts: list[int], repeats: int, batch: int, 
         for pipeline in pipelines:
           result = _measure_in_process(pipeline=pipeline, split=split, folder=folder,
                                        cores=cores, batch=batch, size=size, fields=fields)
-          runs.setdefault((split, cores, pipeline), []).append(result['images_per_second'])
-  cells = [{'split': split, 'cores': cores, 'pipeline': pipeline,
-            'images_per_second': statistics.median(values),
-            'images_per_second_per_core': statistics.median(values) / cores,
-            'runs': values}
-           for (split, cores, pipeline), values in runs.items()]
+          runs.setdefault((split, cores, pipeline), []).append(result)
+  cells = []
+  for (split, cores, pipeline), results in runs.items():
+    rate = statistics.median(r['images_per_second'] for r in results)
+    cells.append({'split': split, 'cores': cores, 'pipeline': pipeline,
+                  'images_per_second': rate, 'images_per_second_per_core': rate / cores,
+                  'images_per_cpu_second': statistics.median(
+                      r['images_per_cpu_second'] for r in results),
+                  'runs': [r['images_per_second'] for r in results]})
   return {'cpu': cpu_name(), 'cores_available': len(os.sched_getaffinity(0)),
           'batch': batch, 'image_size': size, 'repeats': repeats, 'fields': fields,
           'cells': cells, 'ratios': ratios(cells)}
@@ -167,5 +243,10 @@ def cores_to_feed(cells: list[dict], rate: float) -> dict[str, float]:
           for c in train if c['cores'] == most}
 
 
+def profile_in_process(folder: str, size: int) -> dict:
+  return _measure_in_process(pipeline='stages', folder=folder, size=size, split='', cores=1)
+
+
 if __name__ == '__main__':
-  print(json.dumps(measure(**json.loads(sys.argv[1]))), flush=True)
+  _ARGS = json.loads(sys.argv[1])
+  print(json.dumps((profile if _ARGS['pipeline'] == 'stages' else measure)(**_ARGS)), flush=True)
