@@ -62,7 +62,7 @@ def _resize(image: tf.Tensor, size, method: str = 'bicubic') -> tf.Tensor:
   return tf.cond(tf.reduce_all(shape == size), lambda: tf.cast(image, tf.float32), resize)
 
 
-def _crop_window(height: tf.Tensor, width: tf.Tensor, seed: tf.Tensor):
+def inception_window(height: tf.Tensor, width: tf.Tensor, seed: tf.Tensor):
   """Inception's crop window: 8-100% of the area, aspect ratio 3/4-4/3."""
   begin, crop_size, _ = tf.image.stateless_sample_distorted_bounding_box(
       tf.stack([height, width, 3]), bounding_boxes=tf.constant([_WHOLE_IMAGE]), seed=seed,
@@ -75,7 +75,7 @@ def inception_crop(image_bytes: tf.Tensor, size: int, seed: tf.Tensor,
                    interpolation: str = 'bicubic') -> tf.Tensor:
   """A random crop of 8-100% of the area, aspect ratio 3/4-4/3, resized to size x size; only
   the window is decoded. The window is drawn from (seed, image shape) alone."""
-  image = decode_window(image_bytes, lambda h, w: _crop_window(h, w, seed))
+  image = decode_window(image_bytes, lambda h, w: inception_window(h, w, seed))
   return _resize(image, (size, size), interpolation)
 
 

@@ -125,17 +125,18 @@ def measure(pipeline: str, split: str, folder: str, cores: int, batch: int, size
 
 def _stages(size: int) -> dict:
   """What each part of our preprocessing costs: image bytes -> output, one stage each."""
+  # pylint: disable=protected-access  (the resize of the code before the JPEG windows)
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from mobilenet_jax.data import preprocessing  # pylint: disable=g-import-not-at-top
   p = preprocessing
 
   def window(image_bytes, seed):
-    return p.decode_window(image_bytes, lambda h, w: p._crop_window(h, w, seed))  # pylint: disable=protected-access
+    return p.decode_window(image_bytes, lambda h, w: p.inception_window(h, w, seed))
 
   def whole_then_slice(image_bytes, seed, interpolation):  # before the JPEG windows
     image = p.decode(image_bytes)
-    top, left, h, w = p._crop_window(tf.shape(image)[0], tf.shape(image)[1], seed)  # pylint: disable=protected-access
-    return p._resize(image[top:top + h, left:left + w], (size, size), interpolation)  # pylint: disable=protected-access
+    top, left, h, w = p.inception_window(tf.shape(image)[0], tf.shape(image)[1], seed)
+    return p._resize(image[top:top + h, left:left + w], (size, size), interpolation)
 
   stages = {'decode whole image': lambda b, s: p.decode(b),
             'decode train window': window,
@@ -158,7 +159,10 @@ def profile(folder: str, size: int = 224, **_) -> dict:
   os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[:1])
   tf.config.threading.set_inter_op_parallelism_threads(1)
   tf.config.threading.set_intra_op_parallelism_threads(1)
-  contents = [open(path, 'rb').read() for path in _files(folder)[0]]  # pylint: disable=consider-using-with,unspecified-encoding
+  contents = []
+  for path in _files(folder)[0]:
+    with open(path, 'rb') as f:
+      contents.append(f.read())
   options = tf.data.Options()
   options.threading.private_threadpool_size = 1
   options.threading.max_intra_op_parallelism = 1

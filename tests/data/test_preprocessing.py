@@ -23,7 +23,7 @@ def _jpeg(pixels):
 def _whole_then_slice(image_bytes, seed, size, interpolation='bicubic'):
   """The Inception crop as it was: the whole image decoded, then the window sliced out."""
   image = preprocessing.decode(image_bytes)
-  top, left, h, w = preprocessing._crop_window(tf.shape(image)[0], tf.shape(image)[1], seed)
+  top, left, h, w = preprocessing.inception_window(tf.shape(image)[0], tf.shape(image)[1], seed)
   return preprocessing._resize(image[top:top + h, left:left + w], (size, size), interpolation)
 
 
@@ -35,7 +35,7 @@ def test_a_jpeg_window_decoded_alone_is_the_whole_decode_inside_its_border(shape
   whole = preprocessing.decode(image_bytes)
   for i in range(6):
     seed = tf.constant([7, i], tf.int64)
-    top, left, h, w = (int(v) for v in preprocessing._crop_window(*whole.shape[:2], seed))
+    top, left, h, w = (int(v) for v in preprocessing.inception_window(*whole.shape[:2], seed))
     window = preprocessing.decode_window(image_bytes, lambda *_: (top, left, h, w))
     assert window.shape == (h, w, 3) and window.dtype == tf.uint8
     sliced = whole[top:top + h, left:left + w]
