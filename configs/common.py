@@ -43,7 +43,12 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.input.preprocessing = 'imagenet'   # Inception crop + flip; eval resize + central crop
   config.input.crop_padding = 4             # 'small': pixels of zero padding before the crop
   config.input.crop_fraction = 0.875        # 'imagenet' eval: resize to size / this, central crop
-  config.input.interpolation = 'bicubic'    # eval resize: 'bicubic' | 'bilinear'
+  # Resizes: 'area' | 'bicubic' | 'bilinear' (data/preprocessing.py; docs/input_pipeline.md
+  # measures them): the Inception crop's, and the evaluation's. 'imagenet' eval decodes only the
+  # central 'window' it keeps, or the 'full' image (torchvision's order: resize, then crop).
+  config.input.train_interpolation = 'area'
+  config.input.interpolation = 'area'
+  config.input.eval_decode = 'window'
   config.input.random_flip = True
   config.input.mean = (0.485 * 255, 0.456 * 255, 0.406 * 255)   # pixels are scaled as
   config.input.std = (0.229 * 255, 0.224 * 255, 0.225 * 255)    # (x - mean) / std, x in [0, 255]

@@ -77,7 +77,8 @@ def _train_epoch(builder, config, epoch: int, skip_batches: int, local_batch: in
   ds = ds.shard(jax.process_count(), jax.process_index())
   image_fn = functools.partial(
       preprocessing.train_image, size=config.input.image_size, style=config.input.preprocessing,
-      padding=config.input.crop_padding, flip=config.input.random_flip)
+      padding=config.input.crop_padding, flip=config.input.random_flip,
+      interpolation=config.input.train_interpolation)
 
   fields = config.input
 
@@ -162,7 +163,8 @@ def eval_batches(builder, config, spec: InputSpec) -> Iterator[dict]:
   image_fn = functools.partial(preprocessing.eval_image, size=config.input.image_size,
                                style=config.input.preprocessing,
                                crop_fraction=config.input.crop_fraction,
-                               interpolation=config.input.interpolation)
+                               interpolation=config.input.interpolation,
+                               eval_decode=config.input.eval_decode)
   ds = _read(builder, config.eval_split, shuffle_seed=None).map(
       lambda ex: {'image': preprocessing.normalize(image_fn(ex['image']), config.input.mean,
                                                    config.input.std),

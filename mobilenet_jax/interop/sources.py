@@ -17,7 +17,8 @@ class Source:
 
 
 # Keras applications: TensorFlow's 'same' padding and epsilon, inputs scaled to [-1, 1] (Keras's
-# `preprocess_input`; the V3 models are built without their own rescaling layer).
+# `preprocess_input`; the V3 models are built without their own rescaling layer), evaluated as
+# they always were here: the whole image resized (bicubic), then cropped.
 _KERAS_BUILDERS = {'v1': 'MobileNet', 'v2': 'MobileNetV2', 'v3_large': 'MobileNetV3Large',
                    'v3_small': 'MobileNetV3Small'}
 
@@ -32,22 +33,25 @@ _TIMM_BUILDERS = {'v1': 'mobilenetv1_100', 'v2': 'mobilenetv2_100',
                   'v4_hybrid_large': 'mobilenetv4_hybrid_large'}
 
 SOURCES = {
-    # torchvision: padding k // 2 on every side, PyTorch's epsilon for V2, and ImageNet
-    # mean/std inputs (the configs' default).
+    # torchvision: padding k // 2 on every side, PyTorch's epsilon for V2, ImageNet mean/std
+    # inputs (the configs' default), and its reference evaluation: the whole image resized
+    # (bilinear, antialiased), then cropped.
     'torchvision': Source(
         builders={'v2': 'mobilenet_v2', 'v3_large': 'mobilenet_v3_large',
                   'v3_small': 'mobilenet_v3_small'},
         model_fields={'v2': {'padding': 'symmetric', 'bn_epsilon': 1e-5},
                       'v3_large': {'padding': 'symmetric', 'bn_epsilon': 1e-3},
                       'v3_small': {'padding': 'symmetric', 'bn_epsilon': 1e-3}},
-        input_fields={family: {} for family in ('v2', 'v3_large', 'v3_small')}),
+        input_fields={family: {'interpolation': 'bilinear', 'eval_decode': 'full'}
+                      for family in ('v2', 'v3_large', 'v3_small')}),
     'keras': Source(
         builders=_KERAS_BUILDERS,
         # Keras's V3 keeps its 16-channel stem at every width (V1's and V2's scale).
         model_fields={family: {'padding': 'same', 'bn_epsilon': 1e-3,
                                **({'scale_stem': False} if family.startswith('v3') else {})}
                       for family in _KERAS_BUILDERS},
-        input_fields={family: {'mean': (127.5, 127.5, 127.5), 'std': (127.5, 127.5, 127.5)}
+        input_fields={family: {'mean': (127.5, 127.5, 127.5), 'std': (127.5, 127.5, 127.5),
+                               'interpolation': 'bicubic', 'eval_decode': 'full'}
                       for family in _KERAS_BUILDERS}),
     'timm': Source(
         builders=_TIMM_BUILDERS,
@@ -55,7 +59,7 @@ SOURCES = {
                       for family in _TIMM_BUILDERS},
         input_fields={family: {'mean': (0.485 * 255, 0.456 * 255, 0.406 * 255),
                                'std': (0.229 * 255, 0.224 * 255, 0.225 * 255),
-                               'interpolation': 'bicubic',
+                               'interpolation': 'bicubic', 'eval_decode': 'full',
                                'crop_fraction': 0.95 if family.startswith('v4') else 0.875}
                       for family in _TIMM_BUILDERS}),
 }

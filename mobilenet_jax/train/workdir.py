@@ -47,6 +47,7 @@ ADDED_FIELDS = {
     'model.scale_stem': True, 'model.head_batch_norm': False, 'model.layer_scale_init': 0.0,
     'model.drop_path_rate': 0.0, 'folder_eval_fraction': 0.1, 'folder_skip_bad_files': False,
     'input.crop_fraction': 0.875, 'input.interpolation': 'bicubic',
+    'input.train_interpolation': 'bicubic', 'input.eval_decode': 'full',
     'input.randaugment_layers': 0, 'input.randaugment_magnitude': 9.0,
     'input.randaugment_prob': 0.5, 'input.random_erasing_prob': 0.0,
     'input.random_erasing_area': (0.02, 1 / 3), 'input.mixup_alpha': 0.0,

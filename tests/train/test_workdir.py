@@ -50,8 +50,12 @@ def test_a_config_written_before_fields_were_added_reads_with_their_old_meaning(
   old = run_dir.read_config(str(tmp_path))
   assert old.model.scale_stem and old.input.randaugment_layers == 0
   assert old.body_learning_rate_scale == 1.0
-  # The values filled in are today's defaults: nothing counts as changed when resuming.
-  assert run_dir.changed_fields(str(tmp_path), config) == []
+  # The values filled in are today's defaults, but for the resizes, whose defaults changed
+  # when the JPEG windows came (an older run resumed today is told so).
+  assert run_dir.changed_fields(str(tmp_path), config) == [
+      'input.eval_decode', 'input.interpolation', 'input.train_interpolation']
+  old.input.update(interpolation='area', train_interpolation='area', eval_decode='window')
+  run_dir.save_config(str(tmp_path), old)
   config.input.mixup_alpha = 0.2
   assert run_dir.changed_fields(str(tmp_path), config) == ['input.mixup_alpha']
 
