@@ -42,7 +42,8 @@ LOG_FILE = 'log.txt'
 ADDED_FIELDS = {
     'cosine_end': 0.0, 'body_learning_rate_scale': 1.0, 'eval_flip': False,
     'model.scale_stem': True, 'model.head_batch_norm': False, 'model.layer_scale_init': 0.0,
-    'model.drop_path_rate': 0.0,
+    'model.drop_path_rate': 0.0, 'model.norm': 'batch_norm', 'model.stem_bias': False,
+    'model.head': 'pool', 'model.msfa_resolution': 16, 'model.msfa_expansion': 2.0,
     'input.crop_fraction': 0.875, 'input.interpolation': 'bicubic',
     'input.randaugment_layers': 0, 'input.randaugment_magnitude': 9.0,
     'input.randaugment_prob': 0.5, 'input.random_erasing_prob': 0.0,
