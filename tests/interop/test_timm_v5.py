@@ -154,3 +154,20 @@ def test_msfa_equals_timm(high, low):
   with jax.enable_x64(True):
     got = module.apply({'params': params}, [x.transpose(0, 2, 3, 1) for x in inputs])
   np.testing.assert_allclose(np.asarray(got).transpose(0, 3, 1, 2), want, atol=1e-10, rtol=0)
+
+
+# PyTorch's own counter on timm's model, built on the meta device (no memory, no arithmetic):
+# its parameters and its multiply-adds (flops / 2) equal ours exactly.
+@pytest.mark.parametrize('family, size', [
+    ('v5_base', 256), pytest.param('v5_300m', 768, marks=pytest.mark.slow)])
+def test_params_and_madds_equal_timm_and_flop_counter(family, size):
+  from torch.utils.flop_counter import FlopCounterMode  # pylint: disable=g-import-not-at-top
+  from mobilenet_jax.models import complexity  # pylint: disable=g-import-not-at-top
+  config = CONFIGS[family].get_config()
+  with torch.device('meta'):
+    reference = torch_reference.create_timm_model(family, 1.0, config.model.num_classes).eval()
+    with FlopCounterMode(display=False) as counter:
+      reference(torch.empty(1, 3, size, size))
+  theirs = (sum(p.numel() for p in reference.parameters()), counter.get_total_flops() // 2)
+  model = registry.create_model(config.model)
+  assert complexity.model_totals(model, size) == theirs
