@@ -78,10 +78,17 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.model.head_width = 0      # the 1x1 conv after pooling; 0: none
   config.model.head_activation = 'relu'
   config.model.head_batch_norm = False  # True: that conv has no bias and a BN (V4)
-  config.model.num_classes = 1000
+  # 'pool' | 'msfa': V5's multi-scale fusion adapter, whose token map (head_width wide, pooled
+  # to msfa_resolution, its FFN expanding msfa_expansion times) is pooled for the classifier.
+  config.model.head = 'pool'
+  config.model.msfa_resolution = 16
+  config.model.msfa_expansion = 2.0
+  config.model.num_classes = 1000   # 0: no classifier, the feature (V5: token) map is returned
   config.model.dropout_rate = 0.2
   config.model.bn_momentum = 0.99
-  config.model.bn_epsilon = 1e-3
+  config.model.bn_epsilon = 1e-3     # the norm's epsilon, batch norm's or RMSNorm's
+  config.model.norm = 'batch_norm'   # 'batch_norm' | 'rms_norm' (V5: RMSNorm, no statistics)
+  config.model.stem_bias = False     # True: the stem's conv has a bias (V5)
   config.model.se_gate = 'hard_sigmoid'
   config.model.layer_scale_init = 0.0  # >0: layer scale on 'uib' and 'mqa' branches (V4 hybrids)
   config.model.drop_path_rate = 0.0    # stochastic depth of the last block, linear from 0
@@ -293,6 +300,25 @@ def v4_model(config: ml_collections.ConfigDict, *, activation: str = 'relu',
   config.model.layer_scale_init = layer_scale_init
   config.model.bn_momentum = 0.997
   config.model.bn_epsilon = 1e-3
+
+
+def v5_model(config: ml_collections.ConfigDict) -> None:
+  """What both MobileNetV5s share (timm's `_gen_mobilenet_v5`): expansion ratios, RMSNorm
+  (epsilon 1e-6, timm's) in place of batch norm, GELU in its tanh form, a stem conv with bias
+  (kept at its width below width 1), layer scale 1e-5 on every UIB and MQA branch, and the MSFA
+  head: a 2048-wide token map at 16x16, pooled for the classifier without a head conv."""
+  config.model.expansion_unit = 'ratio'
+  config.model.scale_stem = False
+  config.model.norm = 'rms_norm'
+  config.model.bn_epsilon = 1e-6
+  config.model.stem_bias = True
+  config.model.layer_scale_init = 1e-5
+  config.model.head = 'msfa'
+  config.model.head_width = 2048
+  config.model.head_activation = 'gelu_tanh'
+  config.model.msfa_resolution = 16
+  config.model.msfa_expansion = 2.0
+  config.model.dropout_rate = 0.0
 
 
 def minimalistic(config: ml_collections.ConfigDict) -> None:

@@ -5,7 +5,7 @@ r"""Prints a model's per-layer table (output shape, params, MAdds) and totals.
   python -m experiments.summary --config=configs/v2.py --all --json
 
 With --all, one row is printed per shipped config and grid point; --config is then optional and
-only its `model.num_classes` is used.
+only its `model.num_classes` is used (without it, each config's own: 0 for V5-300M, the encoder).
 """
 
 import importlib
@@ -35,6 +35,8 @@ PAPER_GRID = {
     'v4_conv_large': [(1.0, 384)],
     'v4_hybrid_medium': [(1.0, 256)],
     'v4_hybrid_large': [(1.0, 384)],
+    'v5_base': [(1.0, 256)],
+    'v5_300m': [(1.0, 768)],
 }
 
 
@@ -51,23 +53,25 @@ def summarize(config) -> tuple[dict, list[complexity.LayerCost]]:
 
 
 def _layer_table(record: dict, costs: list[complexity.LayerCost]) -> str:
-  lines = [f'{"layer":<14}{"output shape":>18}{"params":>12}{"MAdds":>15}']
+  # Wide enough for V5-300M (294M params, 435G MAdds at 768 px).
+  lines = [f'{"layer":<14}{"output shape":>18}{"params":>14}{"MAdds":>18}']
   for c in costs:
     shape = 'x'.join(map(str, c.output_shape))
-    lines.append(f'{c.name:<14}{shape:>18}{c.params:>12,}{c.madds:>15,}')
-  lines.append(f'{"total":<14}{"":>18}{record["params"]:>12,}{record["madds"]:>15,}')
+    lines.append(f'{c.name:<14}{shape:>18}{c.params:>14,}{c.madds:>18,}')
+  lines.append(f'{"total":<14}{"":>18}{record["params"]:>14,}{record["madds"]:>18,}')
   lines.append(f'{record["config"]}: alpha {record["width_multiplier"]}, '
                f'{record["image_size"]} px, {record["params"] / 1e6:.3f}M params, '
                f'{record["madds"] / 1e6:.1f}M MAdds')
   return '\n'.join(lines)
 
 
-def _grid_records(num_classes: int) -> list[dict]:
+def _grid_records(num_classes: int | None) -> list[dict]:
   records = []
   for family, grid in PAPER_GRID.items():
     for width, size in grid:
       config = importlib.import_module(f'configs.{family}').get_config()
-      config.model.num_classes = num_classes
+      if num_classes is not None:
+        config.model.num_classes = num_classes
       config.model.width_multiplier = width
       config.input.image_size = size
       records.append(summarize(config)[0])
@@ -80,7 +84,7 @@ def main(argv):
   if config is None and not _ALL.value:
     raise ConfigError('--config is required, e.g. --config=configs/v3_large.py (or --all)')
   if _ALL.value:
-    records = _grid_records(config.model.num_classes if config else 1000)
+    records = _grid_records(config.model.num_classes if config else None)
     if _JSON.value:
       print('\n'.join(json.dumps(r) for r in records))
       return

@@ -7,13 +7,14 @@ import sys
 import pytest
 
 from configs import (v1, v2, v3_large, v3_small, v4_conv_large, v4_conv_medium, v4_conv_small,
-                     v4_hybrid_large, v4_hybrid_medium)
+                     v4_hybrid_large, v4_hybrid_medium, v5_300m, v5_base)
 from mobilenet_jax.errors import ConfigError
 from mobilenet_jax.models import architecture
 from mobilenet_jax.models.registry import create_model
 
 ALL_CONFIGS = [v1, v2, v3_large, v3_small, v4_conv_small, v4_conv_medium, v4_conv_large,
                v4_hybrid_medium, v4_hybrid_large]
+V5_CONFIGS = [v5_base, v5_300m]
 
 
 @pytest.mark.parametrize('module', ALL_CONFIGS, ids=lambda m: m.__name__.split('.')[-1])
@@ -23,10 +24,26 @@ def test_configs_share_the_base_and_build(module):
   assert create_model(config.model).num_classes == 1000
 
 
-@pytest.mark.parametrize('module', ALL_CONFIGS[4:], ids=lambda m: m.__name__.split('.')[-1])
+@pytest.mark.parametrize('module, size, num_classes', [(v5_base, 256, 1000), (v5_300m, 768, 0)],
+                         ids=lambda m: getattr(m, '__name__', '').split('.')[-1])
+def test_v5_configs_build_as_timm_defines_them(module, size, num_classes):
+  """timm's input sizes; 300M is Gemma 3n's encoder, without a classifier, as timm's default."""
+  config = module.get_config()
+  assert config.input.image_size == size
+  model = create_model(config.model)
+  assert model.num_classes == num_classes and model.architecture.head == 'msfa'
+  # The MSFA fuses the ends of the 1/16 and 1/32 stages (timm's feature_info[-2:]).
+  high, low = model.architecture.fusion_taps
+  layers = model.architecture.layers
+  assert layers[high + 1].stride == 2 and all(layer.stride == 1 for layer in layers[high + 2:])
+  assert low == len(layers) - 1
+
+
+@pytest.mark.parametrize('module', ALL_CONFIGS[4:] + V5_CONFIGS,
+                         ids=lambda m: m.__name__.split('.')[-1])
 @pytest.mark.parametrize('variant, size, stride', [('fashion_mnist', 28, 16),
                                                    ('small_image', 32, 8)])
-def test_v4_small_image_variants(module, variant, size, stride):
+def test_v4_v5_small_image_variants(module, variant, size, stride):
   config = module.get_config(variant)
   arch = architecture.resolve(config.model)
   assert (config.input.image_size, arch.total_stride) == (size, stride)
@@ -40,7 +57,10 @@ def test_v4_small_image_variants(module, variant, size, stride):
     ('padding', 'valid', "model.padding='valid' is not allowed"),
     ('depthwise_implementation', 'fft', "model.depthwise_implementation='fft' is not allowed"),
     ('se_gate', 'sigmoid', "model.se_gate='sigmoid' is not allowed"),
-    ('num_classes', 0, 'model.num_classes=0 is not allowed'),
+    ('num_classes', -1, 'model.num_classes=-1 is not allowed; it must be an integer >= 0'),
+    ('norm', 'layer_norm', "model.norm='layer_norm' is not allowed; choose one of: "
+                           "'batch_norm', 'rms_norm'"),
+    ('head', 'mlp', "model.head='mlp' is not allowed; choose one of: 'pool', 'msfa'"),
     ('dropout_rate', 1.0, 'model.dropout_rate=1.0 is not allowed; it must be a number in [0, 1)'),
     ('bn_momentum', 1.5, 'model.bn_momentum=1.5 is not allowed'),
     ('width_multiplier', 0.0, 'model.width_multiplier=0.0 is not allowed'),
@@ -93,13 +113,18 @@ def test_summary_all_prints_the_paper_grid():
   assert [(r['config'], r['width_multiplier'], r['image_size']) for r in records][:7] == [
       ('v1', 1.0, 224), ('v1', 0.75, 224), ('v1', 0.5, 224), ('v1', 0.25, 224),
       ('v1', 1.0, 192), ('v1', 1.0, 160), ('v1', 1.0, 128)]
-  assert len(records) == 7 + 6 + 2 + 2 + 5
+  assert len(records) == 7 + 6 + 2 + 2 + 5 + 2
   assert {r['config'] for r in records} == {'v1', 'v2', 'v3_large', 'v3_small', 'v4_conv_small',
                                             'v4_conv_medium', 'v4_conv_large', 'v4_hybrid_medium',
-                                            'v4_hybrid_large'}
+                                            'v4_hybrid_large', 'v5_base', 'v5_300m'}
   by_point = {(r['config'], r['width_multiplier']): r for r in records}
   assert round(by_point[('v2', 1.3)]['madds'] / 1e6) == 509
   assert by_point[('v4_hybrid_large', 1.0)]['image_size'] == 384
+  # V5 as timm builds it: 300M is Gemma 3n's encoder (no classifier) at 768 px.
+  assert (by_point[('v5_base', 1.0)]['params'], by_point[('v5_300m', 1.0)]['params']) == (
+      82_647_976, 294_126_912)
+  assert (by_point[('v5_300m', 1.0)]['image_size'], by_point[('v5_300m', 1.0)]['num_classes']) == (
+      768, 0)
 
 
 # The V4 paper's Tab. 10: RandAugment (probability, layers, magnitude) and Mixup/CutMix share.

@@ -12,6 +12,21 @@ TINY_TABLE = (
     ('ir',   3,     16,       8,  True,  'relu',       1,     1),
     ('ir',   5,     24,       16, False, 'hard_swish', 2,     1),
 )
+# MobileNetV5's parts in a tiny table (tiny_config's fields): RMSNorm, a stem conv with bias,
+# FusedIB, UIBs (one of ratio 1), MQA with down-sampled keys and values, layer scale, the MSFA.
+V5_TINY = {
+    'model.blocks': (
+        ('conv',  3,      None,      8,  False, 'gelu_tanh', 2, 1),
+        ('fused', 3,      2,         8,  False, 'gelu_tanh', 1, 1),
+        ('uib',   (3, 3), 2,         16, False, 'gelu_tanh', 2, 1),
+        ('mqa',   3,      (2, 8, 2), 16, False, None,        1, 1),
+        ('uib',   (0, 0), 1,         16, False, 'gelu_tanh', 1, 1),
+        ('uib',   (3, 0), 2,         24, False, 'gelu_tanh', 2, 1),
+    ),
+    'model.expansion_unit': 'ratio', 'model.norm': 'rms_norm', 'model.bn_epsilon': 1e-6,
+    'model.stem_bias': True, 'model.layer_scale_init': 1e-5, 'model.head': 'msfa',
+    'model.head_width': 16, 'model.head_activation': 'gelu_tanh', 'model.msfa_resolution': 2,
+}
 EVAL_SPLIT = {'cifar10': 'test', 'imagenet2012': 'validation'}
 CLASSES = {'cifar10': 10, 'imagenet2012': 1000}
 

@@ -4,8 +4,10 @@
 - torchvision: a `state_dict` file of `mobilenet_v2`, `mobilenet_v3_large` or
   `mobilenet_v3_small`. Inputs ImageNet-normalized (the configs' default input.mean/std).
 - timm: a `state_dict` (`.pth`/`.bin` torch file, or `.safetensors`, read without torch) of
-  `mobilenetv1_*`, `mobilenetv2_*`, `mobilenetv3_large_*` / `_small_*` or `mobilenetv4_*`.
-  Inputs ImageNet-normalized; evaluated as timm does (bicubic, crop fraction 0.95 for V4).
+  `mobilenetv1_*`, `mobilenetv2_*`, `mobilenetv3_large_*` / `_small_*`, `mobilenetv4_*` or
+  `mobilenetv5_*` (Gemma 3n's encoder: `mobilenetv5_300m.gemma3n`, no classifier).
+  Inputs ImageNet-normalized; evaluated as timm does (bicubic, crop fraction 0.95 for V4);
+  V5's inputs as its configs in timm (base [-1, 1], 300M [0, 1], no crop).
 - keras: a weights file of the Keras application `MobileNet`, `MobileNetV2`,
   `MobileNetV3Large` or `MobileNetV3Small` with 1000 classes (`:minimalistic` configs for the
   minimalistic V3). Inputs scaled to [-1, 1], as Keras's `preprocess_input`.
@@ -80,18 +82,22 @@ def read(config: ml_collections.ConfigDict, model) -> dict[str, Any]:
                       f'{source} weights ({type(error).__name__})') from None
   if source == 'timm':
     layers = weight_import.timm_call_order(layers)
-  classes = layers[-1][1]['kernel'].shape[-1]
+  # Weights without a classifier (an encoder's: Gemma 3n's V5) end with a norm, not a kernel.
+  classes = layers[-1][1]['kernel'].shape[-1] if 'kernel' in layers[-1][1] else 0
   return weight_import.assign(layers, model.clone(num_classes=classes), config.input.image_size)
 
 
 def with_classifier(imported: dict[str, Any], variables: dict[str, Any]) -> dict[str, Any]:
   """The imported weights, with the classifier of `variables` (our fresh init) where the two
-  differ in classes."""
-  theirs = imported['params']['classifier']['kernel'].shape[-1]
-  ours = variables['params']['classifier']['kernel'].shape[-1]
+  differ in classes (0: no classifier, an encoder's weights or model)."""
+  def classes(params):
+    return params['classifier']['kernel'].shape[-1] if 'classifier' in params else 0
+  theirs, ours = classes(imported['params']), classes(variables['params'])
   if theirs == ours:
     return imported
   print(f'init_from: the classifier is re-initialized ({theirs} classes in the weights, {ours} '
         'here)', flush=True)
-  params = {**imported['params'], 'classifier': variables['params']['classifier']}
+  params = {k: v for k, v in imported['params'].items() if k != 'classifier'}
+  if ours:
+    params['classifier'] = variables['params']['classifier']
   return {**imported, 'params': params}

@@ -23,14 +23,18 @@ _KERAS_BUILDERS = {'v1': 'MobileNet', 'v2': 'MobileNetV2', 'v3_large': 'MobileNe
                    'v3_small': 'MobileNetV3Small'}
 
 # timm: every family, PyTorch's padding and epsilon, ImageNet mean/std inputs, and the bicubic
-# evaluation of its weights' pretrained configs (crop fraction 0.95 for V4, 0.875 before).
+# evaluation of its weights' pretrained configs (crop fraction 0.95 for V4, 0.875 before). V5:
+# RMSNorm's epsilon 1e-6, no crop, inputs in [-1, 1] (base) or [0, 1] (Gemma 3n's 300M).
 _TIMM_BUILDERS = {'v1': 'mobilenetv1_100', 'v2': 'mobilenetv2_100',
                   'v3_large': 'mobilenetv3_large_100', 'v3_small': 'mobilenetv3_small_100',
                   'v4_conv_small': 'mobilenetv4_conv_small',
                   'v4_conv_medium': 'mobilenetv4_conv_medium',
                   'v4_conv_large': 'mobilenetv4_conv_large',
                   'v4_hybrid_medium': 'mobilenetv4_hybrid_medium',
-                  'v4_hybrid_large': 'mobilenetv4_hybrid_large'}
+                  'v4_hybrid_large': 'mobilenetv4_hybrid_large',
+                  'v5_base': 'mobilenetv5_base', 'v5_300m': 'mobilenetv5_300m'}
+_TIMM_V5_INPUTS = {'v5_base': {'mean': (127.5,) * 3, 'std': (127.5,) * 3},
+                   'v5_300m': {'mean': (0.0,) * 3, 'std': (255.0,) * 3}}
 
 SOURCES = {
     # torchvision: padding k // 2 on every side, PyTorch's epsilon for V2, ImageNet mean/std
@@ -55,11 +59,14 @@ SOURCES = {
                       for family in _KERAS_BUILDERS}),
     'timm': Source(
         builders=_TIMM_BUILDERS,
-        model_fields={family: {'padding': 'symmetric', 'bn_epsilon': 1e-5}
+        model_fields={family: {'padding': 'symmetric',
+                               'bn_epsilon': 1e-6 if family in _TIMM_V5_INPUTS else 1e-5}
                       for family in _TIMM_BUILDERS},
         input_fields={family: {'mean': (0.485 * 255, 0.456 * 255, 0.406 * 255),
                                'std': (0.229 * 255, 0.224 * 255, 0.225 * 255),
                                'interpolation': 'bicubic', 'eval_decode': 'full',
                                'crop_fraction': 0.95 if family.startswith('v4') else 0.875}
+                      | ({'crop_fraction': 1.0, **_TIMM_V5_INPUTS[family]}
+                         if family in _TIMM_V5_INPUTS else {})
                       for family in _TIMM_BUILDERS}),
 }

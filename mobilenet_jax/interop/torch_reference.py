@@ -1,5 +1,5 @@
-"""The PyTorch MobileNets we measure ourselves against: torchvision's (V2, V3), timm's (V4, which
-only timm has), and V1 from our table.
+"""The PyTorch MobileNets we measure ourselves against: torchvision's (V2, V3), timm's (V4 and V5,
+which only timm has), and V1 from our table.
 
 torch, torchvision and timm are optional (benchmark and interop tests only): see
 requirements-reference.txt.
@@ -42,7 +42,9 @@ def create_timm_model(family: str, width: float = 1.0, num_classes: int = 1000, 
   import_torchvision_models()  # timm imports torchvision
   import timm  # pylint: disable=g-import-not-at-top
   name = SOURCES['timm'].builders[family]
-  if width != 1.0:
+  if width != 1.0 and family.startswith('v5'):  # one name at every width, as timm builds V5
+    kwargs['channel_multiplier'] = width
+  elif width != 1.0:
     name = name.rsplit('_100', 1)[0] + f'_{round(width * 100):03d}'
   if not timm.is_model(name):
     raise ConfigError(f'model.width_multiplier={width}: timm builds no {name}')

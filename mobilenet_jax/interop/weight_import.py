@@ -24,7 +24,7 @@ Layer = tuple[str, dict[str, np.ndarray]]   # (source name, {'kernel', 'bias', '
 
 def torch_layers(state_dict: Mapping[str, Any]) -> list[Layer]:
   """A torchvision or timm state_dict's layers: conv OIHW -> HWIO, linear (out, in) ->
-  (1, 1, in, out), timm's layer scale `gamma` as our 'scale'."""
+  (1, 1, in, out), timm's layer scale `gamma` and RMSNorm `weight` (V5) as our 'scale'."""
   grouped: dict[str, dict[str, np.ndarray]] = {}
   for key, value in state_dict.items():
     module, _, name = key.rpartition('.')
@@ -38,6 +38,8 @@ def torch_layers(state_dict: Mapping[str, Any]) -> list[Layer]:
                'mean': tensors['running_mean'], 'var': tensors['running_var']}
     elif set(tensors) == {'gamma'}:
       layer = {'scale': tensors['gamma']}
+    elif set(tensors) == {'weight'} and tensors['weight'].ndim == 1:  # RmsNorm2d
+      layer = {'scale': tensors['weight']}
     else:
       weight = tensors['weight']
       if weight.ndim == 2:
@@ -52,8 +54,9 @@ def torch_layers(state_dict: Mapping[str, Any]) -> list[Layer]:
 # timm's module names in call order. A safetensors file stores its tensors sorted by name, so
 # the order the conversion pairs layers by is rebuilt from the names: the top level, then per
 # block kind (told apart by a module only that kind has) the order of its convolutions, each
-# batch norm `bnK` right after the K-th of them, then the parts inside a module.
-_TIMM_TOP = ('conv_stem', 'bn1', 'blocks', 'conv_head', 'bn2', 'norm_head', 'classifier')
+# batch norm `bnK` right after the K-th of them, then the parts inside a module (also inside
+# V5's top-level modules: the stem's conv and norm, the MSFA's FFN and norm).
+_TIMM_TOP = ('conv_stem', 'bn1', 'blocks', 'msfa', 'conv_head', 'bn2', 'norm_head', 'classifier')
 _TIMM_BLOCKS = (
     ('conv_exp', ('conv_exp', 'se', 'conv_pwl')),                     # EdgeResidual (FusedIB)
     ('conv_pwl', ('conv_pw', 'conv_dw', 'se', 'conv_pwl')),           # InvertedResidual
@@ -61,8 +64,8 @@ _TIMM_BLOCKS = (
     ('conv', ('conv',)),                                              # ConvBnAct
     ('pw_proj', ('dw_start', 'pw_exp', 'dw_mid', 'se', 'pw_proj', 'dw_end', 'layer_scale')),
     ('attn', ('norm', 'attn', 'layer_scale')))                        # MobileAttention
-_TIMM_INNER = ('conv_reduce', 'conv_expand', 'query', 'key', 'value', 'output', 'down_conv',
-               'norm', 'proj', 'conv', 'bn')
+_TIMM_INNER = ('ffn', 'pw_exp', 'pw_proj', 'conv_reduce', 'conv_expand', 'query', 'key', 'value',
+               'output', 'down_conv', 'norm', 'proj', 'conv', 'bn')
 
 
 def timm_call_order(layers: list[Layer]) -> list[Layer]:
@@ -71,7 +74,7 @@ def timm_call_order(layers: list[Layer]) -> list[Layer]:
 
   def rank(parts: list[str]) -> tuple:
     if parts[0] != 'blocks':
-      return (_TIMM_TOP.index(parts[0]),)
+      return (_TIMM_TOP.index(parts[0]), tuple(_TIMM_INNER.index(p) for p in parts[1:]))
     siblings = {m[3] for m in modules if m[:3] == parts[:3]}
     convs = next(order for marker, order in _TIMM_BLOCKS if marker in siblings)
     name = parts[3]

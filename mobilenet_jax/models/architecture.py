@@ -41,6 +41,10 @@ ROW_FIELDS = ('block', 'kernel', 'expansion', 'out', 'se', 'activation', 'stride
 BLOCK_TYPES = ('conv', 'ds', 'ir', 'uib', 'fused', 'mqa')
 EXPANDING_BLOCKS = ('ir', 'uib', 'fused')   # the blocks whose rows give an expansion
 EXPANSION_UNITS = ('ratio', 'channels')
+# What follows the blocks: 'pool' (global pooling, the optional head conv, the classifier) or
+# 'msfa' (V5's multi-scale fusion adapter: the last two resolutions fused into a token map, which
+# is then pooled for the classifier).
+HEADS = ('pool', 'msfa')
 # The activation names a table may use; `layers.ACTIVATIONS` holds their functions. Kept here so
 # that tables resolve in plain Python, without importing JAX.
 ACTIVATIONS = ('relu', 'relu6', 'hard_swish', 'hard_sigmoid', 'gelu', 'gelu_tanh')
@@ -78,6 +82,13 @@ class Architecture:
   head_width: int    # the 1x1 conv after pooling; 0 when there is none
   head_activation: str
   head_batch_norm: bool = False  # that conv without bias, then batch norm (V4); else with bias
+  head: str = 'pool'
+  # 'msfa': the layers whose outputs it fuses, highest resolution first (the last layer before
+  # the last stride-2 layer, and the last layer); its output resolution and FFN expansion ratio.
+  # head_width is then the width of its token map.
+  fusion_taps: tuple[int, ...] = ()
+  fusion_resolution: int = 0
+  fusion_expansion: float = 0.0
 
   @property
   def total_stride(self) -> int:
@@ -153,6 +164,7 @@ def resolve(model_config: Any, in_channels: int = 3) -> Architecture:
   head_batch_norm = errors.check_choice('model.head_batch_norm', model_config.head_batch_norm,
                                         (False, True))
   scale_stem = errors.check_choice('model.scale_stem', model_config.scale_stem, (False, True))
+  head = errors.check_choice('model.head', model_config.head, HEADS)
   table = model_config.blocks
   if not isinstance(table, Sequence) or isinstance(table, str) or not table:
     raise ConfigError(f'model.blocks={table!r} is malformed; it must be a non-empty sequence '
@@ -190,7 +202,26 @@ def resolve(model_config: Any, in_channels: int = 3) -> Architecture:
       width, base_width = out, r['out']
   if head_width:
     head_width = make_divisible(head_width * max(alpha, 1.0))
-  return Architecture(tuple(layers), head_width, model_config.head_activation, head_batch_norm)
+  fusion = _fusion(model_config, layers, head_width) if head == 'msfa' else {}
+  return Architecture(tuple(layers), head_width, model_config.head_activation, head_batch_norm,
+                      head, **fusion)
+
+
+def _fusion(model_config: Any, layers: list[Layer], head_width: int) -> dict[str, Any]:
+  """The 'msfa' head's fields: it fuses the ends of the last two resolutions, as timm's
+  `msfa_indices=(-2, -1)` over its stages."""
+  strided = [i for i, layer in enumerate(layers) if layer.stride == 2]
+  if not strided or strided[-1] == 0:
+    raise ConfigError("model.head='msfa' is not allowed for this table; it fuses the last two "
+                      'resolutions, so a row after the first must have stride 2')
+  if not head_width:
+    raise ConfigError("model.head_width=0 is not allowed with model.head='msfa'; it is the "
+                      'width of the fused token map (2048 in MobileNetV5)')
+  resolution = errors.check_int('model.msfa_resolution', model_config.msfa_resolution,
+                                minimum=1)
+  expansion = errors.check_positive('model.msfa_expansion', model_config.msfa_expansion)
+  return {'fusion_taps': (strided[-1] - 1, len(layers) - 1), 'fusion_resolution': resolution,
+          'fusion_expansion': float(expansion)}
 
 
 def check_image_size(architecture: Architecture, image_size: Any) -> int:

@@ -22,11 +22,13 @@ class ConvLayer(nn.Module):
   """A plain conv-BN-activation row: the stem, and the last 1x1 conv before pooling."""
   layer: Layer
   conv_bn: ModuleDef
+  use_bias: bool = False  # V5's stem conv has a bias before its norm
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     r = self.layer
-    return self.conv_bn(r.out, r.kernel, r.stride, r.activation, name='conv_bn')(x)
+    return self.conv_bn(r.out, r.kernel, r.stride, r.activation, use_bias=self.use_bias,
+                        name='conv_bn')(x)
 
 
 class DepthwiseSeparable(nn.Module):
@@ -51,7 +53,7 @@ class InvertedResidual(nn.Module):
   The start depthwise (V4's ExtraDW and ConvNeXt-like rows) has no activation; the stride sits
   on the middle depthwise when there is one. The expansion conv is skipped when the expanded
   width equals the input width (V2's t = 1); the shortcut is added when the block keeps both
-  resolution and width.
+  resolution and width. A 'uib' row always expands, as timm's UIB does (V5's rows of ratio 1).
   """
   layer: Layer
   conv_bn: ModuleDef
@@ -67,7 +69,7 @@ class InvertedResidual(nn.Module):
     if r.start_kernel:
       y = self.conv_bn(x.shape[-1], r.start_kernel, 1 if r.kernel else r.stride, None,
                        depthwise=True, name='start_depthwise')(y)
-    if r.expanded != x.shape[-1]:
+    if r.block == 'uib' or r.expanded != x.shape[-1]:
       y = self.conv_bn(r.expanded, 1, 1, r.activation, name='expand')(y)
     if r.kernel:
       y = self.conv_bn(r.expanded, r.kernel, r.stride, r.activation, depthwise=True,

@@ -38,9 +38,10 @@ def activate(name: str | None, x: jax.Array) -> jax.Array:
 
 
 class ConvBN(nn.Module):
-  """Convolution without bias, batch norm, then an optional activation.
+  """Convolution (without bias unless `use_bias`), batch norm, then an optional activation.
 
-  `norm` arrives bound to train/eval mode by the network, so blocks never know which they are in.
+  `norm` arrives bound to train/eval mode by the network, so blocks never know which they are in;
+  it is RMSNorm where `model.norm` says so (V5), still named 'bn' as timm names it.
   """
   features: int
   kernel_size: int = 1
@@ -52,6 +53,7 @@ class ConvBN(nn.Module):
   depthwise_implementation: str = 'auto'
   conv_implementation: str = 'auto'
   dtype: jnp.dtype = jnp.float32
+  use_bias: bool = False
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
@@ -63,7 +65,7 @@ class ConvBN(nn.Module):
                         name='conv')(x)
     else:
       x = Conv(self.features, k, s, self.padding, self.conv_implementation, self.dtype,
-               kernel_init=conv_init, name='conv')(x)
+               kernel_init=conv_init, use_bias=self.use_bias, name='conv')(x)
     x = self.norm(name='bn')(x)
     return activate(self.activation, x)
 

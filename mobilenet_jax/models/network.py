@@ -9,6 +9,7 @@ import jax.numpy as jnp
 from mobilenet_jax.models.architecture import Architecture
 from mobilenet_jax.models.blocks import (ConvLayer, DepthwiseSeparable, FusedInvertedResidual,
                                          InvertedResidual, MultiQueryAttention)
+from mobilenet_jax.models.fusion import MultiScaleFusion
 from mobilenet_jax.models.layers import ConvBN, DropPath, activate, dense_init
 from mobilenet_jax.ops.batch_norm import BatchNorm
 from mobilenet_jax.ops.conv import Conv
@@ -18,7 +19,10 @@ BLOCKS = {'conv': ConvLayer, 'ds': DepthwiseSeparable, 'ir': InvertedResidual,
 
 
 class MobileNet(nn.Module):
-  """Table rows, global average pooling, optional head conv, dropout, classifier.
+  """Table rows, global average pooling, optional head conv, dropout, classifier; with the
+  'msfa' head (V5) the rows' last two resolutions are fused into a token map, which is pooled.
+  With `num_classes` 0 the network ends before pooling: it returns the last feature map, or the
+  token map of the 'msfa' head (Gemma 3n's vision encoder).
 
   Parameters are float32 whatever `dtype` (the compute dtype) is; logits are float32. Stochastic
   depth grows linearly with the block index, from 0 at the first block after the stem to
@@ -35,12 +39,18 @@ class MobileNet(nn.Module):
   se_gate: str = 'hard_sigmoid'
   layer_scale_init: float = 0.0
   drop_path_rate: float = 0.0
+  norm: str = 'batch_norm'   # or 'rms_norm' (V5): RMSNorm with bn_epsilon, no statistics
+  stem_bias: bool = False    # a bias on the first row's conv (V5)
   dtype: jnp.dtype = jnp.float32
 
   @nn.compact
   def __call__(self, images: jax.Array, train: bool = False) -> jax.Array:
-    norm = functools.partial(BatchNorm, use_running_average=not train,
-                             momentum=self.bn_momentum, epsilon=self.bn_epsilon, dtype=self.dtype)
+    if self.norm == 'rms_norm':
+      norm = functools.partial(nn.RMSNorm, epsilon=self.bn_epsilon, dtype=self.dtype)
+    else:
+      norm = functools.partial(BatchNorm, use_running_average=not train,
+                               momentum=self.bn_momentum, epsilon=self.bn_epsilon,
+                               dtype=self.dtype)
     conv_bn = functools.partial(ConvBN, norm=norm, padding=self.padding,
                                 depthwise_implementation=self.depthwise_implementation,
                                 conv_implementation=self.conv_implementation,
@@ -48,7 +58,8 @@ class MobileNet(nn.Module):
     conv = functools.partial(Conv, padding=self.padding,
                              implementation=self.conv_implementation, dtype=self.dtype)
     x = images.astype(self.dtype)
-    layers = self.architecture.layers
+    arch = self.architecture
+    layers, taps = arch.layers, []
     for i, layer in enumerate(layers):
       drop_path = functools.partial(
           DropPath, self.drop_path_rate * max(i - 1, 0) / max(len(layers) - 1, 1),
@@ -62,9 +73,18 @@ class MobileNet(nn.Module):
           'mqa': {'conv': conv, 'norm': norm, 'layer_scale_init': self.layer_scale_init,
                   'drop_path': drop_path, 'dtype': self.dtype},
       }.get(layer.block, {})
+      if i == 0 and layer.block == 'conv' and self.stem_bias:
+        extra = {'use_bias': True}
       x = BLOCKS[layer.block](layer, conv_bn, name=f'{layer.block}_{i}', **extra)(x)
+      if i in arch.fusion_taps:
+        taps.append(x)
+    if arch.head == 'msfa':
+      x = MultiScaleFusion(arch.head_width, arch.fusion_resolution, arch.fusion_expansion,
+                           arch.head_activation, conv_bn, norm, name='msfa')(taps)
+    if not self.num_classes:
+      return x.astype(jnp.float32)
     x = jnp.mean(x, axis=(1, 2))
-    head_width = self.architecture.head_width
+    head_width = self.architecture.head_width if arch.head == 'pool' else 0
     if head_width and self.architecture.head_batch_norm:  # V4: a 1x1 conv + BN on the pooled map
       x = conv_bn(head_width, 1, 1, self.architecture.head_activation, name='head')(
           x[:, None, None, :])[:, 0, 0, :]

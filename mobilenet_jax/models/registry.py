@@ -12,11 +12,13 @@ from mobilenet_jax.models.network import MobileNet
 from mobilenet_jax.ops import conv, depthwise, padding
 
 DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
+NORMS = ('batch_norm', 'rms_norm')
 
 
 def _mobilenet(model_config: Any) -> nn.Module:
   arch = architecture.resolve(model_config)
-  errors.check_int('model.num_classes', model_config.num_classes, minimum=1)
+  # 0: no classifier; the network returns its feature map (V5: the MSFA's token map).
+  errors.check_int('model.num_classes', model_config.num_classes, minimum=0)
   errors.check_range('model.dropout_rate', model_config.dropout_rate, 0, 1)
   errors.check_range('model.bn_momentum', model_config.bn_momentum, 0, 1)
   errors.check_positive('model.bn_epsilon', model_config.bn_epsilon)
@@ -28,6 +30,8 @@ def _mobilenet(model_config: Any) -> nn.Module:
   errors.check_positive('model.layer_scale_init', model_config.layer_scale_init, allow_zero=True)
   errors.check_range('model.drop_path_rate', model_config.drop_path_rate, 0, 1)
   errors.check_choice('model.dtype', model_config.dtype, tuple(DTYPES))
+  errors.check_choice('model.norm', model_config.norm, NORMS)
+  errors.check_choice('model.stem_bias', model_config.stem_bias, (False, True))
   return MobileNet(
       architecture=arch,
       num_classes=model_config.num_classes,
@@ -40,6 +44,8 @@ def _mobilenet(model_config: Any) -> nn.Module:
       se_gate=model_config.se_gate,
       layer_scale_init=float(model_config.layer_scale_init),
       drop_path_rate=float(model_config.drop_path_rate),
+      norm=model_config.norm,
+      stem_bias=model_config.stem_bias,
       dtype=DTYPES[model_config.dtype])
 
 

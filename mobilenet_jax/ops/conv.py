@@ -113,7 +113,7 @@ _im2col.defvjp(_im2col_forward, _convolve_backward)
 
 
 class Conv(nn.Module):
-  """k x k convolution with `features` outputs, no bias."""
+  """k x k convolution with `features` outputs, without bias unless `use_bias` (V5's stem)."""
   features: int
   kernel_size: int = 1
   strides: int = 1
@@ -121,6 +121,7 @@ class Conv(nn.Module):
   implementation: str = 'auto'
   dtype: jnp.dtype = jnp.float32
   kernel_init: Callable = nn.initializers.variance_scaling(2.0, 'fan_out', 'normal')
+  use_bias: bool = False
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
@@ -144,7 +145,11 @@ class Conv(nn.Module):
         inputs=[jax.ShapeDtypeStruct(a.shape, a.dtype) for a in (x, kernel)],
         measure=not self.is_initializing(),
         differentiated=implementations.trained(self))
-    return candidates[name](x, kernel)
+    y = candidates[name](x, kernel)
+    if self.use_bias:
+      y = y + self.param('bias', nn.initializers.zeros, (self.features,), jnp.float32).astype(
+          y.dtype)
+    return y
 
 
 def _matmul_conv(x: jax.Array, kernel: jax.Array, *, features: int) -> jax.Array:

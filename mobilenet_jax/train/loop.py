@@ -95,9 +95,10 @@ def initial_state(compiled: parallel.ParallelSteps, run: setup.Setup) -> steps.T
   # sharing a buffer (or one aliasing the host arrays the weights were read into) would be
   # freed twice.
   variables = jax.tree.map(jnp.copy, jax.device_put(variables, compiled.replicated))
-  return state.replace(params=variables['params'], batch_stats=variables['batch_stats'],
+  batch_stats = variables.get('batch_stats', {})  # none with RMSNorm (V5)
+  return state.replace(params=variables['params'], batch_stats=batch_stats,
                        ema_params=jax.tree.map(jnp.copy, variables['params']),
-                       ema_batch_stats=jax.tree.map(jnp.copy, variables['batch_stats']))
+                       ema_batch_stats=jax.tree.map(jnp.copy, batch_stats))
 
 
 def _restore_or_initialise(manager, compiled: parallel.ParallelSteps, run: setup.Setup,

@@ -43,10 +43,10 @@ class TrainState(train_state.TrainState):
 def create_train_state(model: nn.Module, image_size: int, seed: int,
                        tx: optax.GradientTransformation) -> TrainState:
   variables = model.init(jax.random.key(seed), jnp.zeros((1, image_size, image_size, 3)))
+  batch_stats = variables.get('batch_stats', {})  # none with RMSNorm (V5)
   return TrainState.create(apply_fn=model.apply, params=variables['params'], tx=tx,
-                           batch_stats=variables['batch_stats'],
-                           ema_params=variables['params'],
-                           ema_batch_stats=variables['batch_stats'])
+                           batch_stats=batch_stats, ema_params=variables['params'],
+                           ema_batch_stats=batch_stats)
 
 
 def ema_decay_at(step: jax.Array, decay: float) -> jax.Array:
@@ -71,7 +71,7 @@ def train_step(state: TrainState, batch: dict, *, schedule: optax.Schedule, num_
         {'params': params, 'batch_stats': state.batch_stats}, images, train=True,
         mutable=['batch_stats'], rngs={'dropout': dropout_key})
     loss = optax.softmax_cross_entropy(logits, targets).mean()
-    return loss, (logits, updates['batch_stats'])
+    return loss, (logits, updates.get('batch_stats', {}))
 
   (loss, (logits, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
   new_state = state.apply_gradients(grads=grads, batch_stats=batch_stats)

@@ -45,7 +45,9 @@ LOG_FILE = 'log.txt'
 ADDED_FIELDS = {
     'cosine_end': 0.0, 'body_learning_rate_scale': 1.0, 'eval_flip': False,
     'model.scale_stem': True, 'model.head_batch_norm': False, 'model.layer_scale_init': 0.0,
-    'model.drop_path_rate': 0.0, 'folder_eval_fraction': 0.1, 'folder_skip_bad_files': False,
+    'model.drop_path_rate': 0.0, 'model.norm': 'batch_norm', 'model.stem_bias': False,
+    'model.head': 'pool', 'model.msfa_resolution': 16, 'model.msfa_expansion': 2.0,
+    'folder_eval_fraction': 0.1, 'folder_skip_bad_files': False,
     'input.crop_fraction': 0.875, 'input.interpolation': 'bicubic',
     'input.train_interpolation': 'bicubic', 'input.eval_decode': 'full',
     'input.randaugment_layers': 0, 'input.randaugment_magnitude': 9.0,

@@ -12,7 +12,7 @@ from mobilenet_jax.interop import export
 from mobilenet_jax.models import registry
 from mobilenet_jax.tools import exporting
 from mobilenet_jax.errors import ConfigError
-from tests.train_fixtures import mock_data, tiny_config
+from tests.train_fixtures import V5_TINY, mock_data, tiny_config
 
 SIZE = 16
 
@@ -52,6 +52,23 @@ def test_saved_model_round_trip(tiny, tmp_path):
   path = str(tmp_path / 'saved')
   export.save_saved_model(model, variables, SIZE, path)
   np.testing.assert_allclose(export.saved_model_predictor(path)(images[:8]), want, atol=1e-4)
+
+
+# MobileNetV5's parts (RMSNorm, the MSFA's gathers and resizes, MQA) convert to TFLite's builtin
+# ops, classifying or as the encoder (the token map out), in float32 and int8.
+@pytest.mark.parametrize('num_classes, quantize, tolerance', [
+    (10, 'none', 1e-4), (0, 'none', 1e-4), (10, 'int8', 0.2)])
+def test_v5_parts_export_to_tflite(num_classes, quantize, tolerance):
+  size = 20  # the MSFA's inputs are 5x5 and 3x3 (upsampled 3 -> 5), resized bilinearly to 2x2
+  config = tiny_config(**{**V5_TINY, 'model.head_width': 128, 'model.num_classes': num_classes})
+  model = registry.create_model(config.model)
+  variables = model.init(jax.random.key(0), jnp.zeros((1, size, size, 3)))
+  images = np.random.default_rng(0).standard_normal((64, size, size, 3)).astype(np.float32)
+  want = export.jax_predictor(model, variables)(images[:8])
+  got = export.tflite_predictor(export.to_tflite(model, variables, size, quantize, images))(
+      images[:8])
+  assert got.shape == want.shape == ((8, 10) if num_classes else (8, 2, 2, 128))
+  assert np.abs(got - want).max() <= tolerance * max(np.abs(want).max(), 1.0)
 
 
 @pytest.fixture(scope='module')

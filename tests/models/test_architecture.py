@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from configs import v1, v2, v3_large, v3_small
+from configs import v1, v2, v3_large, v3_small, v4_conv_small
 from mobilenet_jax.models import architecture, complexity
 from mobilenet_jax.models.architecture import make_divisible
 from mobilenet_jax.models.registry import create_model
@@ -198,3 +198,19 @@ def test_make_divisible_never_below_90_percent_and_divisible():
 def test_make_divisible_other_divisor():
   assert make_divisible(7, divisor=4) == 8
   assert make_divisible(9, divisor=4) == 12  # 8 would be under 90% of 9
+
+
+def test_msfa_head_needs_its_width_and_two_resolutions():
+  config = v4_conv_small.get_config()
+  config.model.head = 'msfa'
+  config.model.head_width = 0
+  with pytest.raises(ConfigError, match=r"model.head_width=0 is not allowed with "
+                                        r"model.head='msfa'"):
+    architecture.resolve(config.model)
+  config.model.head_width = 64
+  config.model.blocks = (('conv', 3, None, 16, False, 'relu', 2, 1),
+                         ('ir', 3, 4, 16, False, 'relu', 1, 2))
+  with pytest.raises(ConfigError, match="a row after the first must have stride 2"):
+    architecture.resolve(config.model)
+  config.model.blocks += (('ir', 3, 4, 24, False, 'relu', 2, 1),)
+  assert architecture.resolve(config.model).fusion_taps == (2, 3)

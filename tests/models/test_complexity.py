@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import pytest
 
 from configs import (v1, v2, v3_large, v3_small, v4_conv_large, v4_conv_medium, v4_conv_small,
-                     v4_hybrid_large, v4_hybrid_medium)
+                     v4_hybrid_large, v4_hybrid_medium, v5_300m, v5_base)
 from mobilenet_jax.models import complexity
 from mobilenet_jax.models.registry import create_model
 
@@ -53,6 +53,33 @@ def test_v4_counts(module, size, params, madds, attention):
       kv_pixels = math.ceil(h / layer.kv_stride) * math.ceil(w / layer.kv_stride)
       attention_madds += 2 * h * w * kv_pixels * layer.heads * layer.key_dim
   assert round(attention_madds / 1e6, 1) == attention
+
+
+# MobileNetV5 as timm 1.0.31 builds it at its input sizes: its parameter count, and PyTorch's
+# FlopCounterMode on its model (flops / 2: convolutions, the attention's batched matmuls and the
+# classifier), which the count here equals exactly (tests/interop/test_timm_v5.py measures it
+# live). 300M is Gemma 3n's encoder, without a classifier. jax.eval_shape: nothing is compiled.
+@pytest.mark.parametrize('module, size, params, madds, attention', [
+    (v5_base, 256, 82_647_976, 20_051_804_160, 461_373_440),
+    (v5_300m, 768, 294_126_912, 435_741_474_816, 47_903_145_984)],
+    ids=lambda v: v.__name__.split('.')[-1] if hasattr(v, '__name__') else None)
+def test_v5_counts_equal_timm(module, size, params, madds, attention):
+  model = create_model(module.get_config().model)
+  costs = complexity.layer_costs(model, size)
+  assert complexity.totals(costs) == (params, madds)
+  assert sum(c.madds for c in costs if c.name.startswith('mqa')) - sum(
+      _kernel_madds(model, c) for c in costs if c.name.startswith('mqa')) == attention
+
+
+def _kernel_madds(model, cost) -> int:
+  """An MQA block's convolutions' multiply-adds (its query, key, value and output 1x1 convs and
+  the key/value down-sampling depthwise convs), from the table."""
+  layer = model.architecture.layers[int(cost.name.split('_')[1])]
+  h, w, c = cost.output_shape
+  kv = math.ceil(h / layer.kv_stride) * math.ceil(w / layer.kv_stride)
+  down = 2 * kv * layer.kernel ** 2 * layer.in_width if layer.kv_stride > 1 else 0
+  return (h * w * layer.in_width * layer.heads * layer.key_dim + 2 * kv * layer.in_width
+          * layer.key_dim + h * w * layer.heads * layer.key_dim * c + down)
 
 
 # timm's narrower V4s: the stem stays at its width (`model.scale_stem` False), the 1280-wide

@@ -13,7 +13,7 @@ import pytest
 from mobilenet_jax import train
 from mobilenet_jax.train import checkpointing, parallel, setup
 from mobilenet_jax.errors import ConfigError
-from tests.train_fixtures import mock_data, restored_checkpoint, tiny_config
+from tests.train_fixtures import V5_TINY, mock_data, restored_checkpoint, tiny_config
 
 
 @pytest.mark.parametrize('dataset', ['cifar10', 'imagenet2012'])
@@ -262,3 +262,14 @@ def test_resuming_with_another_architecture_is_refused_and_overwrites_nothing(tm
                                         r'model.width_multiplier\)'):
     train.train_and_evaluate(tiny_config(**{'model.width_multiplier': 2.0}), str(tmp_path))
   assert {p: p.stat().st_mtime_ns for p in tmp_path.rglob('*')} == before
+
+
+def test_a_v5_like_model_without_batch_statistics_trains_and_checkpoints(tmp_path):
+  """RMSNorm leaves the model without batch statistics, which the train state, the EMA,
+  checkpoints and evaluation all do without."""
+  with mock_data():
+    results = train.train_and_evaluate(tiny_config(**V5_TINY), str(tmp_path), ())
+  assert results['steps'] == 4 and np.isfinite(results['top1'])
+  assert results['dead_channels'] == 0  # no batch norm, nothing to count
+  state = restored_checkpoint(str(tmp_path), 4)
+  assert 'msfa' in state['params'] and not state['batch_stats']
