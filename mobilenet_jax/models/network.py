@@ -6,7 +6,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from mobilenet_jax.models.architecture import Architecture
+from mobilenet_jax.models.architecture import Architecture, features
 from mobilenet_jax.models.blocks import (ConvLayer, DepthwiseSeparable, FusedInvertedResidual,
                                          InvertedResidual, MultiQueryAttention)
 from mobilenet_jax.models.layers import ConvBN, DropPath, activate, dense_init
@@ -23,6 +23,10 @@ class MobileNet(nn.Module):
   Parameters are float32 whatever `dtype` (the compute dtype) is; logits are float32. Stochastic
   depth grows linearly with the block index, from 0 at the first block after the stem to
   `drop_path_rate` * (n - 1) / n at the last of n, as timm counts it.
+
+  With `features_only` (a backbone, timm's name) the network stops before its head: it has no
+  head or classifier and returns the list of the feature maps `out_indices` picks from
+  `architecture.features` (float32, NHWC), the last block's output at each resolution.
   """
   architecture: Architecture
   num_classes: int = 1000
@@ -36,9 +40,11 @@ class MobileNet(nn.Module):
   layer_scale_init: float = 0.0
   drop_path_rate: float = 0.0
   dtype: jnp.dtype = jnp.float32
+  features_only: bool = False
+  out_indices: tuple[int, ...] = (0, 1, 2, 3, 4)
 
   @nn.compact
-  def __call__(self, images: jax.Array, train: bool = False) -> jax.Array:
+  def __call__(self, images: jax.Array, train: bool = False) -> jax.Array | list[jax.Array]:
     norm = functools.partial(BatchNorm, use_running_average=not train,
                              momentum=self.bn_momentum, epsilon=self.bn_epsilon, dtype=self.dtype)
     conv_bn = functools.partial(ConvBN, norm=norm, padding=self.padding,
@@ -49,7 +55,9 @@ class MobileNet(nn.Module):
                              implementation=self.conv_implementation, dtype=self.dtype)
     x = images.astype(self.dtype)
     layers = self.architecture.layers
-    for i, layer in enumerate(layers):
+    taken = [f.layer for f in features(self.architecture)]
+    maps = []
+    for i, layer in enumerate(self.architecture.body if self.features_only else layers):
       drop_path = functools.partial(
           DropPath, self.drop_path_rate * max(i - 1, 0) / max(len(layers) - 1, 1),
           deterministic=not train)
@@ -63,6 +71,9 @@ class MobileNet(nn.Module):
                   'drop_path': drop_path, 'dtype': self.dtype},
       }.get(layer.block, {})
       x = BLOCKS[layer.block](layer, conv_bn, name=f'{layer.block}_{i}', **extra)(x)
+      maps.append(x)
+    if self.features_only:
+      return [maps[taken[k]].astype(jnp.float32) for k in self.out_indices]
     x = jnp.mean(x, axis=(1, 2))
     head_width = self.architecture.head_width
     if head_width and self.architecture.head_batch_norm:  # V4: a 1x1 conv + BN on the pooled map
