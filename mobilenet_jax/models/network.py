@@ -26,7 +26,7 @@ class MobileNet(nn.Module):
 
   With `features_only` (a backbone, timm's name) the network stops before its head: it has no
   head or classifier and returns the list of the feature maps `out_indices` picks from
-  `architecture.features` (float32, NHWC), the last block's output at each resolution.
+  `architecture.features` (NHWC, float32 or wider), the last block's output at each resolution.
   """
   architecture: Architecture
   num_classes: int = 1000
@@ -73,7 +73,8 @@ class MobileNet(nn.Module):
       x = BLOCKS[layer.block](layer, conv_bn, name=f'{layer.block}_{i}', **extra)(x)
       maps.append(x)
     if self.features_only:
-      return [maps[taken[k]].astype(jnp.float32) for k in self.out_indices]
+      return [maps[taken[k]].astype(jnp.promote_types(self.dtype, jnp.float32))
+              for k in self.out_indices]
     x = jnp.mean(x, axis=(1, 2))
     head_width = self.architecture.head_width
     if head_width and self.architecture.head_batch_norm:  # V4: a 1x1 conv + BN on the pooled map
