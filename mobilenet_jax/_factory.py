@@ -9,8 +9,9 @@ ours (its config.json and the raw weights of its latest checkpoint, as `experime
 restores them).
 Overrides: keyword arguments name config fields. A plain name is a field of `config.model`
 (`width_multiplier=0.5`, `dtype='bfloat16'`), the fields a model factory varies, as timm's
-keyword arguments go to the model; a dotted name is a path from the config's root, as a
-`--config.` flag names it (`**{'input.image_size': 160}`).
+keyword arguments go to the model, or else of the config's root (`seed=1`; `name` is the model's); a
+dotted name is a path from the root, as a `--config.` flag names it
+(`**{'input.image_size': 160}`).
 """
 
 import difflib
@@ -27,6 +28,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from mobilenet_jax import train
 from mobilenet_jax.errors import ConfigError
 from mobilenet_jax.interop import pretrained, weight_import
 from mobilenet_jax.interop.sources import SOURCES
@@ -72,7 +74,9 @@ def _is_run(weights: Any) -> bool:
 
 def _override(config: ml_collections.ConfigDict, overrides: dict[str, Any]) -> None:
   for key, value in overrides.items():
-    path = key.split('.') if '.' in key else ['model', key]
+    path = key.split('.') if '.' in key or key not in config.model else ['model', key]
+    if path == [key] and key not in config:  # a plain name that is neither: name the model's
+      path = ['model', key]
     section = config
     for i, part in enumerate(path):
       where = '.'.join(path[:i]) or 'the config'
@@ -81,14 +85,15 @@ def _override(config: ml_collections.ConfigDict, overrides: dict[str, Any]) -> N
         close = difflib.get_close_matches(part, fields, n=1)
         hint = f'; did you mean {close[0]!r}?' if close else ''
         raise ConfigError(f'override {key}={value!r} is not allowed: {where} has no field '
-                          f'{part!r}{hint} (a plain name is a model field, a dotted one a path '
-                          "from the config's root, e.g. 'input.image_size')")
+                          f'{part!r}{hint} (a plain name is a field of the model or of the '
+                          "config's root, a dotted one a path from the root: 'input.image_size')")
       if i + 1 < len(path):
         section = section[part]
     try:
       section[path[-1]] = value
     except (TypeError, ValueError) as error:
-      raise ConfigError(f'override {key}={value!r} is not allowed: {error}') from None
+      raise ConfigError(f'override {key}={value!r} is not allowed: '
+                        + ' '.join(str(error).split())) from None
 
 
 def get_config(name: str, weights: str | None = None, num_classes: int | None = None,
@@ -131,9 +136,7 @@ def _init(module, config: ml_collections.ConfigDict) -> dict:
 
 def _restored(workdir: str, module, config: ml_collections.ConfigDict) -> dict:
   """The raw weights of a run's latest checkpoint, checked against `module`'s shapes."""
-  from mobilenet_jax import train  # pylint: disable=g-import-not-at-top
-  state = train.restore_latest_run(workdir).state
-  variables = jax.device_get({'params': state.params, 'batch_stats': state.batch_stats})
+  variables = jax.device_get(train.restore_latest_run(workdir).state.variables('raw'))
   whole = module.clone(features_only=False, num_classes=config.model.num_classes)
   expected = jax.eval_shape(functools.partial(whole.init, train=False), jax.random.key(0),
                             _images(config))
