@@ -131,3 +131,29 @@ def test_a_run_directory_gives_its_latest_raw_weights(trained_workdir):
   assert refit['params']['classifier']['kernel'].shape[-1] == 3
   with pytest.raises(ConfigError, match='is a run of v3_small, not of v2'):
     mnj.create_model('v2', weights=trained_workdir)
+
+
+def test_class_names_come_from_the_dataset_or_imagenet():
+  from mobilenet_jax.tools import predicting  # pylint: disable=g-import-not-at-top
+  fashion = mnj.get_config('v4_conv_small:fashion_mnist')
+  assert predicting.class_names(fashion, 10)[:2] == ['T-shirt/top', 'Trouser']  # TFDS's names
+  assert predicting.class_names(fashion, 7) == [str(i) for i in range(7)]  # not that dataset's
+  # Published weights: ImageNet's synset ids, as TFDS ships them (with timm's words if there).
+  assert predicting.class_names(mnj.get_config('v2'), 1000)[0].startswith('n01440764')
+
+
+def test_predict_classifies_with_a_runs_weights(trained_workdir, tmp_path):
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from mobilenet_jax.tools import predicting  # pylint: disable=g-import-not-at-top
+  for i in range(3):
+    tf.io.write_file(str(tmp_path / f'{i}.png'), tf.io.encode_png(
+        np.random.default_rng(i).integers(0, 256, (20, 24, 3), dtype=np.uint8)))
+  with mock_data():
+    predictor = predicting.Predictor.load(None, trained_workdir, None, batch_size=2)
+  assert len(predictor.names) == 10  # (cifar10 keeps its names in the prepared metadata only)
+  results = list(predictor.classify(predicting.image_paths([str(tmp_path)]), top=3))
+  assert [r['path'] for r in results] == [str(tmp_path / f'{i}.png') for i in range(3)]
+  for result in results:
+    probabilities = [e['probability'] for e in result['top']]
+    assert probabilities == sorted(probabilities, reverse=True) and 0 < sum(probabilities) <= 1
+    assert all(e['name'] == predictor.names[e['class']] for e in result['top'])
