@@ -9,8 +9,8 @@ ours (its config.json and the raw weights of its latest checkpoint, as `experime
 restores them).
 Overrides: keyword arguments name config fields. A plain name is a field of `config.model`
 (`width_multiplier=0.5`, `dtype='bfloat16'`), the fields a model factory varies, as timm's
-keyword arguments go to the model, or else of the config's root (`seed=1`; `name` is the model's); a
-dotted name is a path from the root, as a `--config.` flag names it
+keyword arguments go to the model, or else of the config's root (`seed=1`; `name` is the
+model's); a dotted name is a path from the root, as a `--config.` flag names it
 (`**{'input.image_size': 160}`).
 """
 
