@@ -1,4 +1,5 @@
-r"""Prints a model's per-layer table (output shape, params, MAdds) and totals.
+r"""Prints a model's per-layer table (output shape, params, MAdds), totals, and its feature maps
+as a backbone (`mnj.create_model(..., features_only=True)`): channels and stride per out index.
 
   python -m experiments.summary --config=configs/v3_large.py [--config.FIELD=VALUE ...]
   python -m experiments.summary --config=configs/v1.py --all     # the paper's width/resolution grid
@@ -48,7 +49,11 @@ def summarize(config) -> tuple[dict, list[complexity.LayerCost]]:
   params, madds = complexity.totals(costs)
   record = {'config': config.name, 'width_multiplier': config.model.width_multiplier,
             'image_size': config.input.image_size, 'num_classes': config.model.num_classes,
-            'params': params, 'madds': madds}
+            'params': params, 'madds': madds,
+            'features': [{'index': i, 'channels': f.channels, 'stride': f.stride,
+                          'block': f.layer,
+                          'module': f'{model.architecture.layers[f.layer].block}_{f.layer}'}
+                         for i, f in enumerate(architecture.features(model.architecture))]}
   return record, costs
 
 
@@ -62,6 +67,9 @@ def _layer_table(record: dict, costs: list[complexity.LayerCost]) -> str:
   lines.append(f'{record["config"]}: alpha {record["width_multiplier"]}, '
                f'{record["image_size"]} px, {record["params"] / 1e6:.3f}M params, '
                f'{record["madds"] / 1e6:.1f}M MAdds')
+  lines.append('features_only out_indices: ' + ', '.join(
+      f'{f["index"]}: {f["channels"]} ch at stride {f["stride"]} ({f["module"]})'
+      for f in record['features']))
   return '\n'.join(lines)
 
 

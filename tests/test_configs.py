@@ -95,7 +95,10 @@ def test_summary_applies_command_line_overrides():
   assert record['config'] == 'v3_large:minimalistic'
   assert (record['width_multiplier'], record['image_size'], record['num_classes']) == (0.75, 160, 10)
   assert set(record) == {'config', 'width_multiplier', 'image_size', 'num_classes', 'params',
-                         'madds'}
+                         'madds', 'features'}
+  # V3-Large's backbone at width 0.75, as timm's features_only: the last block at each stride.
+  assert [(f['channels'], f['stride'], f['module']) for f in record['features']] == [
+      (16, 2, 'ir_1'), (24, 4, 'ir_3'), (32, 8, 'ir_6'), (88, 16, 'ir_12'), (720, 32, 'conv_16')]
 
 
 def test_summary_bad_value_is_one_clear_line():

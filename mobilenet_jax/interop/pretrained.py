@@ -61,7 +61,11 @@ def configure(config: ml_collections.ConfigDict) -> list[str]:
 
 def read(config: ml_collections.ConfigDict, model) -> dict[str, Any]:
   """The weights of `config.init_from` as `model`'s variables, read and shape-checked; raises
-  ConfigError for a file that cannot be read or does not fit. The classifier is the file's."""
+  ConfigError for a file that cannot be read or does not fit. The classifier is the file's.
+
+  A backbone (`model.features_only`) takes a file of the whole network, every layer checked
+  against the whole network before the head is dropped, or one of the body alone (what timm's
+  `features_only` models save)."""
   source, path = _parse(config.init_from)
   try:
     if source == 'timm' and path.endswith('.safetensors'):
@@ -82,9 +86,12 @@ def read(config: ml_collections.ConfigDict, model) -> dict[str, Any]:
                       f'{source} weights ({type(error).__name__})') from None
   if source == 'timm':
     layers = weight_import.timm_call_order(layers)
+  size = config.input.image_size
+  if getattr(model, 'features_only', False):
+    return weight_import.assign_backbone(layers, model, size)
   # Weights without a classifier (an encoder's: Gemma 3n's V5) end with a norm, not a kernel.
   classes = layers[-1][1]['kernel'].shape[-1] if 'kernel' in layers[-1][1] else 0
-  return weight_import.assign(layers, model.clone(num_classes=classes), config.input.image_size)
+  return weight_import.assign(layers, model.clone(num_classes=classes), size)
 
 
 def with_classifier(imported: dict[str, Any], variables: dict[str, Any]) -> dict[str, Any]:

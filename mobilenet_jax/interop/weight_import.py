@@ -180,3 +180,25 @@ def assign(layers: list[Layer], model: nn.Module, image_size: int) -> dict:
   for (collection, *path), value in filled.items():
     flat[collection][tuple(path)] = value
   return {c: traverse_util.unflatten_dict(v) for c, v in flat.items()}
+
+
+def assign_backbone(layers: list[Layer], model: nn.Module, image_size: int) -> dict:
+  """`assign` for a `features_only` model: from a source's layers of the body alone, or of the
+  whole network, all checked against the whole network, then the head's variables dropped."""
+  body = len(_our_layers(model, image_size)[0])
+  if len(layers) == body:
+    return assign(layers, model, image_size)
+  if 'kernel' not in layers[-1][1]:  # no classifier: a body, but not this one
+    raise ConfigError(f'the weights have {len(layers)} layers, the backbone {body}: not the '
+                      'same architecture')
+  whole = model.clone(features_only=False, num_classes=layers[-1][1]['kernel'].shape[-1])
+  variables = assign(layers, whole, image_size)
+  return backbone_variables(variables, model, image_size)
+
+
+def backbone_variables(variables: dict, model: nn.Module, image_size: int) -> dict:
+  """The variables of a whole network that a `features_only` `model` has (its body's)."""
+  abstract = jax.eval_shape(model.init, jax.random.key(0),
+                            jnp.zeros((1, image_size, image_size, 3)))
+  return {collection: {name: variables[collection][name] for name in tree}
+          for collection, tree in abstract.items()}

@@ -98,10 +98,51 @@ class Architecture:
     return stride
 
   @property
+  def body(self) -> tuple[Layer, ...]:
+    """The layers before pooling that make feature maps: all but the head's pre-pooling 1x1 conv
+    (a final 'conv' layer with no post-pooling head conv, V2's 1280: timm's `conv_head`)."""
+    if not self.head_width and len(self.layers) > 1 and self.layers[-1].block == 'conv':
+      return self.layers[:-1]
+    return self.layers
+
+  @property
   def min_image_size(self) -> int:
     # The smallest input whose last feature map still has a pixel without relying on padding:
     # 32 for the published tables, less for the small-image variants with fewer stride-2 rows.
     return self.total_stride
+
+
+@dataclasses.dataclass(frozen=True)
+class Feature:
+  """One feature map of the backbone: the output of `layers[layer]`, of `channels` channels at
+  1/`stride` of the input's resolution."""
+  layer: int
+  channels: int
+  stride: int
+
+
+def features(arch: Architecture) -> tuple[Feature, ...]:
+  """The backbone's feature maps, one per resolution, as timm's `features_only` takes them: the
+  output of the last block of the body at each total stride (2, 4, 8, 16, 32 for the published
+  tables: 112, 56, 28, 14 and 7 px at 224 px; fewer for the small-image variants)."""
+  found, stride = [], 1
+  for i, layer in enumerate(arch.body):
+    stride *= layer.stride
+    last = i + 1 == len(arch.body) or arch.body[i + 1].stride > 1
+    if last:
+      found.append(Feature(i, layer.out, stride))
+  return tuple(found)
+
+
+def check_out_indices(arch: Architecture, out_indices: Any) -> tuple[int, ...]:
+  """`out_indices` as a tuple; raises ConfigError unless it picks existing feature maps."""
+  count = len(features(arch))
+  if (isinstance(out_indices, (str, bytes)) or not isinstance(out_indices, Sequence)
+      or not out_indices or not all(_is_int(i) and 0 <= i < count for i in out_indices)):
+    raise ConfigError(f'out_indices={out_indices!r} is not allowed; this architecture has '
+                      f'{count} feature maps: give a non-empty sequence of indices in '
+                      f'0-{count - 1}')
+  return tuple(out_indices)
 
 
 def _is_int(value: Any) -> bool:

@@ -6,7 +6,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from mobilenet_jax.models.architecture import Architecture
+from mobilenet_jax.models.architecture import Architecture, features
 from mobilenet_jax.models.blocks import (ConvLayer, DepthwiseSeparable, FusedInvertedResidual,
                                          InvertedResidual, MultiQueryAttention)
 from mobilenet_jax.models.fusion import MultiScaleFusion
@@ -27,6 +27,10 @@ class MobileNet(nn.Module):
   Parameters are float32 whatever `dtype` (the compute dtype) is; logits are float32. Stochastic
   depth grows linearly with the block index, from 0 at the first block after the stem to
   `drop_path_rate` * (n - 1) / n at the last of n, as timm counts it.
+
+  With `features_only` (a backbone, timm's name) the network stops before its head: it has no
+  head or classifier and returns the list of the feature maps `out_indices` picks from
+  `architecture.features` (NHWC, float32 or wider), the last block's output at each resolution.
   """
   architecture: Architecture
   num_classes: int = 1000
@@ -42,9 +46,11 @@ class MobileNet(nn.Module):
   norm: str = 'batch_norm'   # or 'rms_norm' (V5): RMSNorm with bn_epsilon, no statistics
   stem_bias: bool = False    # a bias on the first row's conv (V5)
   dtype: jnp.dtype = jnp.float32
+  features_only: bool = False
+  out_indices: tuple[int, ...] = (0, 1, 2, 3, 4)
 
   @nn.compact
-  def __call__(self, images: jax.Array, train: bool = False) -> jax.Array:
+  def __call__(self, images: jax.Array, train: bool = False) -> jax.Array | list[jax.Array]:
     if self.norm == 'rms_norm':
       norm = functools.partial(nn.RMSNorm, epsilon=self.bn_epsilon, dtype=self.dtype)
     else:
@@ -59,8 +65,9 @@ class MobileNet(nn.Module):
                              implementation=self.conv_implementation, dtype=self.dtype)
     x = images.astype(self.dtype)
     arch = self.architecture
-    layers, taps = arch.layers, []
-    for i, layer in enumerate(layers):
+    layers, taps, maps = arch.layers, [], []
+    taken = [f.layer for f in features(arch)]
+    for i, layer in enumerate(arch.body if self.features_only else layers):
       drop_path = functools.partial(
           DropPath, self.drop_path_rate * max(i - 1, 0) / max(len(layers) - 1, 1),
           deterministic=not train)
@@ -76,8 +83,12 @@ class MobileNet(nn.Module):
       if i == 0 and layer.block == 'conv' and self.stem_bias:
         extra = {'use_bias': True}
       x = BLOCKS[layer.block](layer, conv_bn, name=f'{layer.block}_{i}', **extra)(x)
+      maps.append(x)
       if i in arch.fusion_taps:
         taps.append(x)
+    if self.features_only:
+      return [maps[taken[k]].astype(jnp.promote_types(self.dtype, jnp.float32))
+              for k in self.out_indices]
     if arch.head == 'msfa':
       x = MultiScaleFusion(arch.head_width, arch.fusion_resolution, arch.fusion_expansion,
                            arch.head_activation, conv_bn, norm, name='msfa')(taps)
