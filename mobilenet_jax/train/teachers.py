@@ -84,25 +84,22 @@ def load_teachers(config: ml_collections.ConfigDict) -> tuple[Teacher, ...]:
   dataset); raises ConfigError before anything is compiled or written. Writes nothing."""
   if not config.distill.teachers:
     return ()
-  teachers = []
-  for entry in entries(config.distill.teachers):
-    teacher = (_from_published(entry) if '@' in entry else _from_run(entry))
-    _check_fits(teacher, config)
-    teachers.append(teacher)
-  return tuple(teachers)
+  return tuple(_from_published(entry, config) if '@' in entry else _from_run(entry, config)
+               for entry in entries(config.distill.teachers))
 
 
 def _refuse(entry: str, why: str) -> ConfigError:
   return ConfigError(f'{FIELD} entry {entry!r} is not allowed; {why}')
 
 
-def _check_fits(teacher: Teacher, config: ml_collections.ConfigDict) -> None:
-  if teacher.config.dataset != config.dataset:
-    raise _refuse(teacher.entry, f'it was trained on {teacher.config.dataset}, the student '
-                  f'trains on {config.dataset}: another label space')
-  if teacher.num_classes != config.model.num_classes:
-    raise _refuse(teacher.entry, f'it has {teacher.num_classes} classes, the student '
-                  f'model.num_classes={config.model.num_classes}')
+def _check_fits(entry: str, dataset: str, classes: int,
+                student: ml_collections.ConfigDict) -> None:
+  if dataset != student.dataset:
+    raise _refuse(entry, f'it was trained on {dataset}, the student trains on '
+                  f'{student.dataset}: another label space')
+  if classes != student.model.num_classes:
+    raise _refuse(entry, f'it has {classes} classes, the student '
+                  f'model.num_classes={student.model.num_classes}')
 
 
 def checksum(variables: Any) -> str:
@@ -115,13 +112,14 @@ def checksum(variables: Any) -> str:
   return digest.hexdigest()
 
 
-def _from_run(entry: str) -> Teacher:
+def _from_run(entry: str, student: ml_collections.ConfigDict) -> Teacher:
   """The latest checkpoint of a run of ours, read without writing in its workdir (it may be
   training still)."""
   if not os.path.isfile(os.path.join(entry, run_dir.CONFIG_FILE)):
     raise _refuse(entry, f'no run there ({os.path.join(entry, run_dir.CONFIG_FILE)} is '
                   'missing); give RUN_DIR or CONFIG@SOURCE:PATH')
   config = run_dir.read_config(entry)
+  _check_fits(entry, config.dataset, config.model.num_classes, student)
   model = create_model(config.model)
   directory = os.path.join(os.path.abspath(entry), run_dir.CHECKPOINTS_DIR)
   manager = ocp.CheckpointManager(directory, options=ocp.CheckpointManagerOptions(
@@ -158,13 +156,17 @@ def _load_config(entry: str, spec: str) -> ml_collections.ConfigDict:
       f'teacher_config_{os.path.basename(path)[:-3]}', path)
   module = importlib.util.module_from_spec(spec_)
   spec_.loader.exec_module(module)
-  return module.get_config(arg or None)
+  try:
+    return module.get_config(arg or None)
+  except ConfigError as error:  # an unknown variant
+    raise _refuse(entry, str(error)) from None
 
 
-def _from_published(entry: str) -> Teacher:
+def _from_published(entry: str, student: ml_collections.ConfigDict) -> Teacher:
   """Published weights (`init_from`'s sources) with the config they fit."""
   spec, _, weights = entry.partition('@')
   config = _load_config(entry, spec)
+  _check_fits(entry, config.dataset, student.model.num_classes, student)  # classes: below
   config.init_from = weights
   try:
     pretrained.configure(config)  # the fields the weights imply (input normalization, ...)
@@ -174,6 +176,7 @@ def _from_published(entry: str) -> Teacher:
     raise _refuse(entry, str(error)) from None
   variables = jax.tree.map(np.asarray, variables)
   classes = variables['params']['classifier']['kernel'].shape[-1]
+  _check_fits(entry, config.dataset, classes, student)
   return Teacher(entry, config, model.clone(num_classes=classes), variables, weights,
                  checksum(variables))
 
