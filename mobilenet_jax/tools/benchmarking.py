@@ -15,6 +15,7 @@ from collections.abc import Callable
 import jax
 import numpy as np
 
+from mobilenet_jax.errors import ConfigError
 from mobilenet_jax.interop import torch_reference
 from mobilenet_jax.models import complexity
 from mobilenet_jax.train import parallel, setup
@@ -29,16 +30,22 @@ def _synthetic_batch(config, batch: int) -> dict:
           'label': rng.integers(0, config.model.num_classes, batch).astype(np.int32)}
 
 
-def jax_step(config, mode: str, batch: int
+def jax_step(config, mode: str, batch: int, teachers: tuple[str, ...] = ()
              ) -> tuple[Callable[[], None], dict, jax.stages.Compiled]:
   """A function running one step (blocking until done), compile time and memory figures, and
-  the compiled step (its optimized HLO for a profile)."""
+  the compiled step (its optimized HLO for a profile). A train step distills `teachers`
+  (config files, `configs/FILE.py[:VARIANTS]`, with random weights: the cost is the same)."""
   model = setup.build_model(config)
-  compiled = parallel.compile_steps(model, config, steps_per_epoch=1000, num_steps=10**6)
+  frozen = ()
+  if teachers:  # imported only here: the GPU benchmark's path stays free of orbax
+    from mobilenet_jax.train import teachers as distill_teachers  # pylint: disable=g-import-not-at-top
+    frozen = tuple(distill_teachers.random_teacher(spec, model.num_classes) for spec in teachers)
+  compiled = parallel.compile_steps(model, config, steps_per_epoch=1000, num_steps=10**6,
+                                    teachers=frozen)
   state = compiled.init()
   data = compiled.to_devices(_synthetic_batch(config, batch))
   if mode == 'train':
-    step_fn, args = compiled.train_step, (state, data)
+    step_fn, args = compiled.train_step, (state, data) + ((compiled.teachers,) if frozen else ())
   else:
     variables = {'params': state.params, 'batch_stats': state.batch_stats}
     step_fn = jax.jit(lambda v, images: model.apply(v, images, train=False),
@@ -57,7 +64,7 @@ def jax_step(config, mode: str, batch: int
     holder = {'state': state}
 
     def run():
-      holder['state'], metrics = compiled(holder['state'], data)  # the state is donated
+      holder['state'], metrics = compiled(holder['state'], *args[1:])  # the state is donated
       metrics['loss'].block_until_ready()
   else:
     def run():
@@ -121,11 +128,15 @@ def _timings(seconds: list[float], batch: int) -> dict:
 
 
 def benchmark(config, mode: str, batch: int, steps: int, rounds: int,
-              compare_torch: bool) -> dict:
-  """Timed steps of ours (and PyTorch's), `rounds` rounds of `steps`, after one warm-up each."""
+              compare_torch: bool, teachers: tuple[str, ...] = ()) -> dict:
+  """Timed steps of ours (and PyTorch's), `rounds` rounds of `steps`, after one warm-up each;
+  a train step with `teachers` (config files) distills them."""
+  if teachers and (mode != 'train' or compare_torch):
+    raise ConfigError('--teacher times a train step of ours: give --mode=train, without '
+                      '--compare_torch')
   config.batch_size = batch
   params, madds = model_size(config)
-  runners = {'jax': jax_step(config, mode, batch)[:2]}
+  runners = {'jax': jax_step(config, mode, batch, teachers)[:2]}
   if compare_torch:
     runners['torch'] = torch_step(config, mode, batch, params)
   seconds = {name: [] for name in runners}
@@ -141,6 +152,8 @@ def benchmark(config, mode: str, batch: int, steps: int, rounds: int,
             'image_size': config.input.image_size, 'params': params, 'madds': madds,
             'backend': jax.default_backend(), 'devices': jax.device_count(),
             **runners['jax'][1], **_timings(seconds['jax'], batch)}
+  if teachers:
+    result['teachers'] = list(teachers)
   if compare_torch:
     theirs = _timings(seconds['torch'], batch)
     result.update(runners['torch'][1])

@@ -181,10 +181,11 @@ def _from_published(entry: str, student: ml_collections.ConfigDict) -> Teacher:
                  checksum(variables))
 
 
-def random_teacher(spec: str, seed: int = 0) -> Teacher:
-  """A teacher of the config `configs/FILE.py[:VARIANTS]` with random weights: for timing a
-  step (experiments/benchmark.py --teacher), never for training."""
+def random_teacher(spec: str, num_classes: int, seed: int = 0) -> Teacher:
+  """A teacher of the config `configs/FILE.py[:VARIANTS]` with random weights and the student's
+  `num_classes`: for timing a step (experiments/benchmark.py --teacher), never for training."""
   config = _load_config(spec, spec)
+  config.model.num_classes = num_classes
   model = create_model(config.model)
   architecture.check_image_size(model.architecture, config.input.image_size)
   size = config.input.image_size
