@@ -124,6 +124,16 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.body_learning_rate_scale = 1.0
   config.ema_decay = 0.9999       # 0: no EMA of the weights
 
+  # Knowledge distillation (mobilenet_jax/train/distill.py, docs/distillation.md): frozen
+  # teachers in eval mode on the student's own augmented batch, their logits averaged. `teachers`
+  # is comma-separated, each a RUN_DIR of ours or CONFIG@SOURCE:PATH (published weights and the
+  # config they fit); empty: no distillation. loss = (1 - alpha) * CE(labels)
+  # + alpha * temperature^2 * KL(teacher || student), both softened by the temperature.
+  config.distill = ml_collections.ConfigDict()
+  config.distill.teachers = ''
+  config.distill.alpha = 0.5        # timm's default weighting (task and distillation alike)
+  config.distill.temperature = 1.0  # big_vision's function matching
+
   # Loop.
   config.log_every_steps = 100
   config.eval_every_steps = 5000  # and at the end

@@ -5,12 +5,15 @@ r"""Train-step or inference speed of a MobileNet, optionally against the same on
       --config.input.image_size=32 --compare_torch --json
   python -m experiments.benchmark --config=configs/v3_large.py --mode=train --batch=256 \
       --config.model.dtype=bfloat16 --compare_torch --timm --torch_compile --warmup=3
-
+  python -m experiments.benchmark --config=configs/v4_conv_small.py:fashion_mnist --batch=128 \
+      --teacher=configs/v4_conv_small.py:fashion_mnist_long   # a train step that distills
 
 The JAX side runs the training loop's own jit-compiled step (optimizer, EMA, donated state) on
-synthetic data; inference is the eval-mode forward pass. With --compare_torch, the PyTorch model of the same
-architecture (torchvision's; timm's for V4; V1 built from our table; channels-last, as many threads
-as XLA uses) runs in the same process, in
+synthetic data; inference is the eval-mode forward pass. With --teacher (repeated for an
+ensemble), the train step also runs those teachers (random weights of their configs: the cost is
+the same), as `config.distill.teachers` would. With --compare_torch, the PyTorch model of the
+same architecture (torchvision's; timm's for V4; V1 built from our table; channels-last, as many
+threads as XLA uses) runs in the same process, in
 rounds alternating with ours, so both see the same machine load; `ratio_vs_torch` is our
 images/s over PyTorch's (above 1: faster). On a GPU, PyTorch runs there too, as a timm user runs
 it: `--timm` takes timm's model for every family, `model.dtype=bfloat16` puts it under
@@ -47,12 +50,17 @@ _COMPILE_BACKEND = flags.DEFINE_string('torch_compile_backend', 'inductor',
 _OURS = flags.DEFINE_bool('ours', True, 'Time ours (--noours: PyTorch alone).')
 _WARMUP = flags.DEFINE_integer('warmup', 1, 'Untimed steps before the timed ones.')
 _JSON = flags.DEFINE_bool('json', False, 'Print one JSON object instead of text.')
+_TEACHER = flags.DEFINE_multi_string(
+    'teacher', [], 'Time a train step that distills this teacher, a config file '
+    '(configs/FILE.py[:VARIANTS]) with random weights; repeat for an ensemble.')
 flags.mark_flags_as_required(['config'])
 
 
 def _describe(r: dict) -> str:
   lines = [f"{r['config']} {r['mode']}, batch {r['batch']} at {r['image_size']} px in "
-           f"{r['dtype']}: {r['params']:,} params, {r['madds'] / 1e6:.1f}M MAdds"]
+           f"{r['dtype']}: {r['params']:,} params, {r['madds'] / 1e6:.1f}M MAdds"
+           + (f"; distilling {len(r['teachers'])} teacher{'s' if len(r['teachers']) > 1 else ''}"
+              f" ({', '.join(r['teachers'])})" if r.get('teachers') else '')]
   if 'step_ms' in r:
     lines.append(
         f"  on {r['devices']} {r['backend']} device(s): compile {r['compile_seconds']:.1f} s, XLA "
@@ -88,7 +96,8 @@ def main(argv):
   result = benchmarking.benchmark(
       _CONFIG.value, _MODE.value, _BATCH.value, _STEPS.value, _ROUNDS.value, _COMPARE_TORCH.value,
       ours=_OURS.value, torch_compile=_TORCH_COMPILE.value, timm=_TIMM.value,
-      warmup=_WARMUP.value, compile_backend=_COMPILE_BACKEND.value)
+      warmup=_WARMUP.value, compile_backend=_COMPILE_BACKEND.value,
+      teachers=tuple(_TEACHER.value))
   print(json.dumps(result) if _JSON.value else _describe(result), flush=True)
 
 

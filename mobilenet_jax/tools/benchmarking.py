@@ -51,16 +51,22 @@ def build_model(config) -> nn.Module:
   return model
 
 
-def jax_step(config, mode: str, batch: int
+def jax_step(config, mode: str, batch: int, teachers: tuple[str, ...] = ()
              ) -> tuple[Callable[[], None], dict, jax.stages.Compiled]:
   """A function running one step (blocking until done), compile time and memory figures, and
-  the compiled step (its optimized HLO for a profile)."""
+  the compiled step (its optimized HLO for a profile). A train step distills `teachers`
+  (config files, `configs/FILE.py[:VARIANTS]`, with random weights: the cost is the same)."""
   model = build_model(config)
-  compiled = parallel.compile_steps(model, config, steps_per_epoch=1000, num_steps=10**6)
+  frozen = ()
+  if teachers:  # imported only here: the GPU benchmark's path stays free of orbax
+    from mobilenet_jax.train import teachers as distill_teachers  # pylint: disable=g-import-not-at-top
+    frozen = tuple(distill_teachers.random_teacher(spec, model.num_classes) for spec in teachers)
+  compiled = parallel.compile_steps(model, config, steps_per_epoch=1000, num_steps=10**6,
+                                    teachers=frozen)
   state = compiled.init()
   data = compiled.to_devices(_synthetic_batch(config, batch))
   if mode == 'train':
-    step_fn, args = compiled.train_step, (state, data)
+    step_fn, args = compiled.train_step, (state, data) + ((compiled.teachers,) if frozen else ())
   else:
     variables = {'params': state.params, 'batch_stats': state.batch_stats}
     step_fn = jax.jit(lambda v, images: model.apply(v, images, train=False),
@@ -79,7 +85,7 @@ def jax_step(config, mode: str, batch: int
     holder = {'state': state}
 
     def run():
-      holder['state'], metrics = compiled(holder['state'], data)  # the state is donated
+      holder['state'], metrics = compiled(holder['state'], *args[1:])  # the state is donated
       jax.block_until_ready((holder['state'], metrics))
   else:
     def run():
@@ -191,7 +197,8 @@ RUNS = {'': 'ours', 'torch_': 'PyTorch', 'torch_compiled_': 'PyTorch compiled'}
 
 def benchmark(config, mode: str, batch: int, steps: int, rounds: int, compare_torch: bool, *,
               ours: bool = True, torch_compile: bool = False, timm: bool = False,
-              warmup: int = 1, compile_backend: str = 'inductor') -> dict:
+              warmup: int = 1, compile_backend: str = 'inductor',
+              teachers: tuple[str, ...] = ()) -> dict:
   """Timed steps of ours (and PyTorch's), `rounds` rounds of `steps`, after `warmup` each.
 
   Each run's figures carry its prefix in RUNS ('step_ms', 'torch_step_ms', ...): images/s,
@@ -201,13 +208,16 @@ def benchmark(config, mode: str, batch: int, steps: int, rounds: int, compare_to
   measurements of large layers included, so that the figure only bounds the step's).
   `ours=False` times PyTorch alone; `torch_compile` adds the model `torch.compile`d by
   `compile_backend` (inductor: what users run; the tests trace with aot_eager, which compiles
-  no code).
+  no code). A train step with `teachers` (config files) distills them.
   """
+  if teachers and (mode != 'train' or compare_torch or torch_compile or not ours):
+    raise errors.ConfigError('--teacher times a train step of ours: give --mode=train, without '
+                             '--compare_torch or --torch_compile')
   config.batch_size = batch
   params, madds = model_size(config)
   makers = {}
   if ours:
-    makers[''] = lambda: jax_step(config, mode, batch)[:2]
+    makers[''] = lambda: jax_step(config, mode, batch, teachers)[:2]
   if compare_torch:
     makers['torch_'] = lambda: torch_step(config, mode, batch, params, timm=timm)
   if torch_compile:
@@ -244,6 +254,8 @@ def benchmark(config, mode: str, batch: int, steps: int, rounds: int, compare_to
   result.update({'config': config.name, 'mode': mode, 'batch': batch,
                  'image_size': config.input.image_size, 'params': params, 'madds': madds,
                  'dtype': config.model.dtype})
+  if teachers:
+    result['teachers'] = list(teachers)
   if ours:
     result.update({'backend': jax.default_backend(), 'devices': jax.device_count(),
                    'device_kind': jax.devices()[0].device_kind})

@@ -31,7 +31,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     if jax.process_index() == 0:
       run_dir.save_config(workdir, config)  # on a resume too: what the run now uses
       run_dir.save_dataset(workdir, config.dataset, run.builder.info.features['label'].names)
-    compiled = parallel.compile_steps(run.model, config, run.spec.steps_per_epoch, run.num_steps)
+      run_dir.save_teachers(workdir, [t.record() for t in run.teachers])
+    compiled = parallel.compile_steps(run.model, config, run.spec.steps_per_epoch, run.num_steps,
+                                      teachers=run.teachers)
     manager = checkpointing.create_manager(workdir, config.keep_checkpoints,
                                            config.async_checkpoints)
     state = _restore_or_initialise(manager, compiled, run, config, workdir)
@@ -46,12 +48,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     for step in range(start_step + 1, run.num_steps + 1):
       with meter.waiting_for_input():
         batch = compiled.to_devices(next(batches))
-      state, step_metrics = compiled.train_step(state, batch)
+      state, step_metrics = compiled.train(state, batch)
       interval.append(step_metrics)
       checkpointing.check(manager)
       stopping = stop.stop_now()
       if periodic.itstime(step, config.log_every_steps, run.num_steps):
-        _log_train(writer, meter, step, run.num_steps, interval, manager, workdir)
+        _log_train(writer, meter, step, run.num_steps, interval, manager, workdir,
+                   len(run.teachers))
         interval = []
       if stopping or periodic.itstime(step, config.checkpoint_every_steps, run.num_steps):
         _check_finite(step, float(step_metrics['loss']), manager, workdir)
@@ -117,6 +120,10 @@ def _announce(config, run: setup.Setup) -> tuple[int, int]:
   print(f'{config.name}: {params:,} params, {madds / 1e6:.1f}M MAdds; {run.num_steps} steps of '
         f'{config.batch_size} images ({run.spec.steps_per_epoch} an epoch) on '
         f'{jax.device_count()} devices', flush=True)
+  for teacher in run.teachers:
+    print(f'distilling (alpha {config.distill.alpha}, temperature '
+          f'{config.distill.temperature}) from {teacher.entry}: {teacher.config.name}, '
+          f'{teacher.weights}, at {teacher.config.input.image_size} px', flush=True)
   return params, madds
 
 
@@ -127,7 +134,7 @@ def _check_finite(step: int, loss: float, manager, workdir: str) -> None:
 
 
 def _log_train(writer, meter: periodic.Meter, step: int, total_steps: int, interval: list,
-               manager, workdir: str) -> None:
+               manager, workdir: str, num_teachers: int = 0) -> None:
   interval = jax.device_get(interval)
   summary = {k: float(np.mean([m[k] for m in interval])) for k in interval[0]}
   summary['grad_norm_max'] = float(max(m['grad_norm'] for m in interval))  # a spike, not smoothed
@@ -137,8 +144,14 @@ def _log_train(writer, meter: periodic.Meter, step: int, total_steps: int, inter
   writer.write_scalars(step, {f'train_{k}': v for k, v in summary.items()})
   print(f'step {step}/{total_steps}  loss {summary["loss"]:.4f}  acc {summary["accuracy"]:.4f}'
         f'  lr {summary["learning_rate"]:.3g}  {summary["images_per_second"]:.0f} img/s'
+        + _with_teachers(num_teachers) +
         f'  input wait {summary["input_wait_fraction"]:.0%}  ETA {periodic.format_eta(eta)}',
         flush=True)
+
+
+def _with_teachers(count: int) -> str:
+  """The speed's qualifier in the log: a step that runs teachers costs more."""
+  return f' with {count} teacher{"s" if count > 1 else ""}' if count else ''
 
 
 def _evaluate(compiled: parallel.ParallelSteps, run: setup.Setup, config, writer, step: int,
@@ -176,6 +189,7 @@ def restore_latest_run(workdir: str,
   MissingRun when the workdir holds no run or no checkpoint."""
   config = run_dir.read_config(workdir) if config is None else config
   config.init_from = ''  # the checkpoint holds the weights
+  config.distill.teachers = ''  # evaluation and export need no teachers
   run = setup.prepare(config, workdir)
   if not run.resuming:
     raise MissingRun(f'--workdir={workdir} holds no run ({run_dir.CONFIG_FILE} is missing)')

@@ -19,7 +19,7 @@ import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from mobilenet_jax.errors import ConfigError
-from mobilenet_jax.train import mixing, optim, steps
+from mobilenet_jax.train import distill, mixing, optim, steps
 
 HOST_VARIABLES = ('JAX_COORDINATOR_ADDRESS', 'JAX_NUM_PROCESSES', 'JAX_PROCESS_ID')
 
@@ -59,6 +59,15 @@ class ParallelSteps:
   train_step: Callable[[steps.TrainState, dict], tuple[steps.TrainState, dict]]
   eval_step: Callable[[steps.TrainState, dict], dict]
   dead_channels: Callable[[steps.TrainState], dict]
+  # The teachers' variables on the mesh, replicated, when distilling: the train step's third
+  # argument (never part of the state, so never in its checkpoint).
+  teachers: tuple = ()
+
+  def train(self, state: steps.TrainState, batch: dict) -> tuple[steps.TrainState, dict]:
+    """One train step, given the teachers' variables when distilling."""
+    if self.teachers:
+      return self.train_step(state, batch, self.teachers)
+    return self.train_step(state, batch)
 
   @property
   def replicated(self) -> NamedSharding:
@@ -88,8 +97,9 @@ class ParallelSteps:
 
 
 def compile_steps(model: nn.Module, config: ml_collections.ConfigDict, steps_per_epoch: int,
-                  num_steps: int, devices=None) -> ParallelSteps:
-  """The init, train and eval steps of `config`'s recipe for `model`, over `devices` (all)."""
+                  num_steps: int, devices=None, teachers: tuple = ()) -> ParallelSteps:
+  """The init, train and eval steps of `config`'s recipe for `model`, over `devices` (all);
+  with `teachers` (`teachers.Teacher`), the train step distills them."""
   mesh = Mesh(np.asarray(jax.devices() if devices is None else devices), ('data',))
   replicated, sharded = NamedSharding(mesh, P()), NamedSharding(mesh, P('data'))
   schedule = optim.learning_rate_schedule(config, steps_per_epoch, num_steps)
@@ -103,11 +113,19 @@ def compile_steps(model: nn.Module, config: ml_collections.ConfigDict, steps_per
       steps.train_step, schedule=schedule, num_classes=model.num_classes,
       label_smoothing=config.label_smoothing, ema_decay=config.ema_decay,
       dropout_seed=config.seed + 1, mixing=mixing.Mixing.from_config(config.input))
+  in_shardings = (state_sharding, sharded)
+  teacher_variables = ()
+  if teachers:
+    train_step = functools.partial(train_step,
+                                   distillation=distill.Distillation.create(config, teachers))
+    in_shardings += (replicated,)
+    teacher_variables = jax.device_put(tuple(t.variables for t in teachers), replicated)
   return ParallelSteps(
       mesh=mesh, schedule=schedule, abstract_state=abstract_state,
       init=jax.jit(init, out_shardings=state_sharding),
-      train_step=jax.jit(train_step, in_shardings=(state_sharding, sharded),
+      train_step=jax.jit(train_step, in_shardings=in_shardings,
                          out_shardings=(state_sharding, None), donate_argnums=0),
       eval_step=jax.jit(functools.partial(steps.eval_step, flip=config.eval_flip),
                         in_shardings=(state_sharding, sharded)),
-      dead_channels=jax.jit(steps.dead_channels, in_shardings=(state_sharding,)))
+      dead_channels=jax.jit(steps.dead_channels, in_shardings=(state_sharding,)),
+      teachers=teacher_variables)

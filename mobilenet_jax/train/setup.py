@@ -18,7 +18,7 @@ from mobilenet_jax.data import datasets, input_pipeline, preprocessing
 from mobilenet_jax.interop import pretrained
 from mobilenet_jax.models import architecture
 from mobilenet_jax.models.registry import create_model
-from mobilenet_jax.train import optim, workdir as run_dir
+from mobilenet_jax.train import optim, teachers, workdir as run_dir
 
 PREPROCESSING = ('imagenet', 'small')
 # Four times the largest resolution the MobileNet papers train at (384 px for V4's largest):
@@ -40,6 +40,7 @@ class Setup:
   resuming: bool
   weights: dict | None = None          # init_from's variables, for a run that starts
   changed_fields: tuple[str, ...] = ()  # config fields changed since the run's last session
+  teachers: tuple = ()                  # config.distill.teachers, read (`teachers.Teacher`)
 
 
 def build_model(config: ml_collections.ConfigDict) -> nn.Module:
@@ -59,6 +60,7 @@ def build_model(config: ml_collections.ConfigDict) -> nn.Module:
   for field in PERIODS:
     errors.check_int(field, config[field], minimum=1)
   optim.validate(config)
+  teachers.check_fields(config)
   return model
 
 
@@ -120,6 +122,9 @@ def prepare(config: ml_collections.ConfigDict, workdir: str | None) -> Setup:
   model = build_model(config)
   resuming = workdir is not None and run_dir.check_config(workdir, config)
   weights = pretrained.read(config, model) if config.init_from and not resuming else None
+  frozen = teachers.load_teachers(config)  # nothing of them is written before all is checked
+  if resuming:
+    run_dir.check_teachers(workdir, config, [t.record() for t in frozen])
   builder = datasets.load_builder(config)
   spec = input_pipeline.describe(builder, config, datasets.split_size)
   if spec.num_classes != model.num_classes:
@@ -130,4 +135,4 @@ def prepare(config: ml_collections.ConfigDict, workdir: str | None) -> Setup:
   for line in changes:  # said once everything is checked: a bad input stays one line
     print(line, flush=True)
   return Setup(model, builder, spec, num_steps(config, spec.steps_per_epoch), resuming, weights,
-               changed)
+               changed, frozen)

@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import optax
 from flax.training import train_state
 
+from mobilenet_jax.train.distill import Distillation
 from mobilenet_jax.train.mixing import Mixing, mix
 
 # Folded into the step's dropout key for the Mixup/CutMix key: a stream of its own.
@@ -54,23 +55,29 @@ def ema_decay_at(step: jax.Array, decay: float) -> jax.Array:
   return jnp.minimum(decay, (1.0 + step) / (10.0 + step))
 
 
-def train_step(state: TrainState, batch: dict, *, schedule: optax.Schedule, num_classes: int,
-               label_smoothing: float, ema_decay: float, dropout_seed: int,
-               mixing: Mixing = Mixing()) -> tuple[TrainState, dict]:
+def train_step(state: TrainState, batch: dict, teachers: tuple = (), *,
+               schedule: optax.Schedule, num_classes: int, label_smoothing: float,
+               ema_decay: float, dropout_seed: int, mixing: Mixing = Mixing(),
+               distillation: Distillation | None = None) -> tuple[TrainState, dict]:
   """One optimizer step on `batch`; `ema_decay` 0 makes the EMA weights and their batch-norm
   statistics the raw ones. Mixup and CutMix (`mixing`) mix the smoothed targets; the reported
-  accuracy is against the batch's own labels."""
+  accuracy is against the batch's own labels. With `distillation`, the frozen teachers (their
+  variables: `teachers`) see the same mixed images, and the loss is `distillation.loss`."""
   dropout_key = jax.random.fold_in(jax.random.key(dropout_seed), state.step)
   images = batch['image']
   targets = optax.smooth_labels(jax.nn.one_hot(batch['label'], num_classes), label_smoothing)
   if mixing.enabled:
     images, targets = mix(jax.random.fold_in(dropout_key, _MIX_STREAM), images, targets, mixing)
+  if distillation is not None:
+    teacher_logits = distillation.teacher_logits(teachers, images)
 
   def loss_fn(params):
     logits, updates = state.apply_fn(
         {'params': params, 'batch_stats': state.batch_stats}, images, train=True,
         mutable=['batch_stats'], rngs={'dropout': dropout_key})
     loss = optax.softmax_cross_entropy(logits, targets).mean()
+    if distillation is not None:
+      loss = distillation.loss(loss, logits, teacher_logits)
     return loss, (logits, updates.get('batch_stats', {}))
 
   (loss, (logits, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)

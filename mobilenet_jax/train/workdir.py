@@ -8,6 +8,8 @@ A run's workdir holds
   checkpoints/     orbax checkpoints, a folder per step
   metrics.jsonl    one JSON object per logged step: {"step": ..., "train_loss": ..., ...}
   results.json     the final record (`results_record`), written when the run ends
+  teachers.json    a distilled run's teachers (config.distill.teachers): what each is, which
+                   weights it gave and their checksum, which a resume must match
   events.out.tfevents.*  TensorBoard summaries
 and, for a run of a sweep (tools/sweeps.py),
   sweep_run.json   the command that runs it
@@ -35,6 +37,7 @@ LOCK_FILE = 'lock'
 CHECKPOINTS_DIR = 'checkpoints'
 METRICS_FILE = 'metrics.jsonl'
 RESULTS_FILE = 'results.json'
+TEACHERS_FILE = 'teachers.json'
 SWEEP_RUN_FILE = 'sweep_run.json'
 FAILURE_FILE = 'failure.json'
 LOG_FILE = 'log.txt'
@@ -54,6 +57,7 @@ ADDED_FIELDS = {
     'input.randaugment_prob': 0.5, 'input.random_erasing_prob': 0.0,
     'input.random_erasing_area': (0.02, 1 / 3), 'input.mixup_alpha': 0.0,
     'input.cutmix_alpha': 0.0, 'input.mix_prob': 1.0, 'input.mix_switch_prob': 0.5,
+    'distill.teachers': '', 'distill.alpha': 0.5, 'distill.temperature': 1.0,
 }
 
 
@@ -159,6 +163,32 @@ def save_dataset(workdir: str, dataset: str, classes: list[str]) -> None:
 def read_classes(workdir: str) -> list[str] | None:
   """The class names of a run's dataset, label by label; None for a run written without them."""
   return read_json(os.path.join(workdir, DATASET_FILE)).get('classes')
+
+
+def save_teachers(workdir: str, records: list[dict]) -> None:
+  """Records a distilled run's teachers (`teachers.Teacher.record`); none: nothing written."""
+  if records:
+    write_json(os.path.join(workdir, TEACHERS_FILE), records)
+
+
+def check_teachers(workdir: str, config: ml_collections.ConfigDict, records: list[dict]) -> None:
+  """Raises ConfigError when the run in `workdir` learned from other teachers than those of
+  `records` (compared by the checksums of their weights, in order: a teacher run that trained on
+  since, or another file under the same name, is another teacher). A resume without teachers is
+  allowed (it is then no longer distilled, and says so among the changed fields)."""
+  if not records:
+    return
+  path = os.path.join(workdir, TEACHERS_FILE)
+  saved = read_json(path) or []
+  if [r['checksum'] for r in saved] == [r['checksum'] for r in records]:
+    return
+  before = ('no teachers' if not saved else
+            'other teachers (' + ', '.join(f'{r["teacher"]}: {r["weights"]}, {r["checksum"][:8]}'
+                                           for r in saved) + f', in {path})')
+  now = ', '.join(f'{r["teacher"]}: {r["weights"]}, {r["checksum"][:8]}' for r in records)
+  raise ConfigError(f'distill.teachers={config.distill.teachers!r} is not allowed for '
+                    f'--workdir={workdir}: its run learned from {before}, these are {now}; resume '
+                    'it with the teachers it learned from or start a new workdir')
 
 
 def check_writable(workdir: str) -> None:

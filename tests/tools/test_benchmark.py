@@ -75,3 +75,27 @@ def test_benchmark_runs_v5_base_against_timm():
     ([1.2], False)])
 def test_processes_that_disagree_are_flagged(ratios, disagree):
   assert benchmarking.processes_disagree(ratios) == disagree
+
+
+def _tiny_teacher_config(tmp_path) -> str:
+  path = tmp_path / 'tiny_teacher.py'
+  path.write_text('from tests.train_fixtures import tiny_config\n\n\n'
+                  'def get_config(arg=None):\n'
+                  "  return tiny_config(**{'input.image_size': 24, 'model.head_width': 24})\n")
+  return str(path)
+
+
+@pytest.mark.slow  # compiles a train step with its teacher
+def test_benchmark_times_a_train_step_that_distills_a_teacher(tmp_path):
+  from tests.train_fixtures import tiny_config  # pylint: disable=g-import-not-at-top
+  teacher = _tiny_teacher_config(tmp_path)
+  result = benchmarking.benchmark(tiny_config(), 'train', batch=8, steps=1, rounds=1,
+                                  compare_torch=False, teachers=(teacher, teacher))
+  assert result['teachers'] == [teacher, teacher] and result['step_ms']['median'] > 0
+
+
+@pytest.mark.parametrize('mode, compare', [('infer', False), ('train', True)])
+def test_a_teacher_is_timed_only_in_a_train_step_of_ours(mode, compare, tmp_path):
+  with pytest.raises(ConfigError, match='--teacher times a train step of ours'):
+    benchmarking.benchmark(v3_small.get_config(), mode, batch=8, steps=1, rounds=1,
+                           compare_torch=compare, teachers=(_tiny_teacher_config(tmp_path),))
