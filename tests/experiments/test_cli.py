@@ -38,6 +38,23 @@ CASES = [
      'error: flag --workdir=None: Flag --workdir must have a value other than None.'),
     (('experiments.report', '--workdir=/nonexistent/sweep'),
      'error: --workdir=/nonexistent/sweep is not a folder'),
+    # An override of a section or field the config does not have: the nearest name, or the
+    # names there when none is near ('distil' for the distillation section to come).
+    (('experiments.train', '--config=configs/v3_small.py', '--workdir=/nonexistent/run',
+      '--config.inptu.image_size=32'),
+     'error: --config.inptu.image_size: the config has no such section. Did you mean "input" '
+     'instead of "inptu"?'),
+    (('experiments.train', '--config=configs/v3_small.py', '--workdir=/nonexistent/run',
+      '--config.distil.alpha=0.5'),
+     'error: --config.distil.alpha: the config has no such section'),
+    (('experiments.summary', '--config=configs/v3_small.py', '--config.model.dropuot_rate=0.5'),
+     'error: --config.model.dropuot_rate: the config has no such field. Did you mean '
+     '"dropout_rate" instead of "dropuot_rate"?'),
+    (('experiments.summary', '--config=configs/v3_small.py', '--config.model.foo=1'),
+     'error: --config.model.foo: the config has no such field; the fields of config.model are: '
+     'blocks, bn_epsilon, '),
+    (('experiments.summary', '--config=configs/v3_small.py', '--config.batch_size.x=1'),
+     'error: --config.batch_size.x: batch_size is a field, not a section'),
 
 ]
 
