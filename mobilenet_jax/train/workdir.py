@@ -6,6 +6,7 @@ A run's workdir holds
   checkpoints/     orbax checkpoints, a folder per step
   metrics.jsonl    one JSON object per logged step: {"step": ..., "train_loss": ..., ...}
   results.json     the final record (`results_record`), written when the run ends
+  implementations.txt  each 'auto' implementation choice of its sessions, a line each
   events.out.tfevents.*  TensorBoard summaries
 and, for a run of a sweep (tools/sweeps.py),
   sweep_run.json   the command that runs it
@@ -18,7 +19,7 @@ import contextlib
 import fcntl
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import ml_collections
@@ -35,6 +36,7 @@ RESULTS_FILE = 'results.json'
 SWEEP_RUN_FILE = 'sweep_run.json'
 FAILURE_FILE = 'failure.json'
 LOG_FILE = 'log.txt'
+IMPLEMENTATIONS_FILE = 'implementations.txt'
 
 # Fields the configs gained after runs had been written without them, with the value that means
 # what those runs did: an older run's config.json is read with them filled in, so that it can be
@@ -191,6 +193,14 @@ def read_results(workdir: str) -> dict:
 
 def write_results(workdir: str, record: dict) -> None:
   write_json(os.path.join(workdir, RESULTS_FILE), record)
+
+
+def append_implementations(workdir: str, lines: Iterable[str]) -> str:
+  """Adds `lines` (the 'auto' choices of a step) to the run's record of them; returns its path."""
+  path = os.path.join(workdir, IMPLEMENTATIONS_FILE)
+  with open(path, 'a') as f:
+    f.writelines(f'{line}\n' for line in lines)
+  return path
 
 
 def train_seconds_until(workdir: str, step: int) -> float:
