@@ -9,6 +9,7 @@ downloading) says so in one line, in place of TFDS's progress bars.
 """
 
 import contextlib
+import io
 import os
 import time
 from collections.abc import Iterator
@@ -90,12 +91,14 @@ def load_builder(config: Any) -> tfds.core.DatasetBuilder:
 @contextlib.contextmanager
 def _one_line(what: str) -> Iterator[None]:
   """`what ...`, then `done in N s` on the same line: TFDS's progress bars (a dozen of them,
-  redrawn, in the quick start's first run) are turned off for this process."""
+  redrawn, in the quick start's first run) are turned off for this process, and the lines it
+  prints before and after preparing go nowhere."""
   tfds.disable_progress_bar()
   print(f'{what} ...', end=' ', flush=True)
   start = time.perf_counter()
   try:
-    yield
+    with contextlib.redirect_stdout(io.StringIO()):
+      yield
   except BaseException:
     print('failed', flush=True)
     raise

@@ -79,7 +79,8 @@ def test_a_missing_dataset_fails_within_seconds_saying_how_to_get_it(dataset, hi
 
 def test_preparing_a_dataset_is_one_line_in_place_of_tfds_progress_bars(capfd):
   with datasets._one_line('preparing x'):
-    for _ in tfds.core.utils.tqdm_utils.tqdm(range(3), desc='Generating splits'):  # TFDS's bar
+    print('Downloading and preparing dataset ...')  # as TFDS's builders do, and their bars:
+    for _ in tfds.core.utils.tqdm_utils.tqdm(range(3), desc='Generating splits'):
       pass
   out, err = capfd.readouterr()
   assert re.fullmatch(r'preparing x \.\.\. done in \d+ s\n', out) and 'Generating' not in err
