@@ -144,7 +144,7 @@ def get_base_config() -> ml_collections.ConfigDict:
 
 
 def fashion_mnist(config: ml_collections.ConfigDict, num_strides: int = 1) -> None:
-  """Fashion-MNIST at 28 px on a 2-core CPU, from the offline Debian files (see README).
+  """Fashion-MNIST at 28 px on a 2-core CPU, from the offline Debian files (docs/fashion_mnist.md).
 
   Only the stem's stride is removed (total stride 16: 28 px ends at 2x2), a quarter of the
   compute of `small_image` at stride 8, so that 17 epochs take under 20 minutes on the slower

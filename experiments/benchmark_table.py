@@ -1,4 +1,4 @@
-r"""The README's speed table: experiments.benchmark against PyTorch over families, modes and sizes.
+r"""docs/speed.md's grid: experiments.benchmark against PyTorch over families, modes and sizes.
 
   python -m experiments.benchmark_table --processes=3 --out=docs/benchmark.json
 

@@ -7,12 +7,14 @@ missing dataset, run or checkpoint, a diverged run) then ends the same way: one 
 on stderr, exit status 1, no traceback. This module imports no JAX.
 """
 
+import difflib
 import os
 import re
 import sys
 from collections.abc import Callable
 
 from absl import app, flags, logging
+import ml_collections
 
 # Before TensorFlow (the input pipeline) loads: it logs its CPU features at import, and on CPUs
 # where oneDNN's custom ops are on, a line saying so whatever TF_CPP_MIN_LOG_LEVEL is. The
@@ -63,11 +65,48 @@ def _parse_flags(argv: list[str]) -> list[str]:
     if 'Traceback' in str(e):
       fail(f'{lines[0].rsplit(": ", 1)[0]}: ' + lines[-1].split(': ', 1)[-1])
     fail(str(e))
-  except AttributeError as e:  # --config.FIELD=... of a field the config does not have
-    key, _, hint = str(e).strip('\'"').partition('\\n')
-    key = key.strip('\'\\')
-    flag = next((a.split('=')[0] for a in argv if a.startswith('--config.') and key in a), key)
-    fail(f'{flag}: the config has no such field. {hint.replace(chr(92), "")}'.strip())
+  except (AttributeError, KeyError):  # --config.PATH=... of a field the config does not have
+    message = _unknown_override(argv)
+    if message is None:
+      raise
+    fail(message)
+
+
+def _unknown_override(argv: list[str]) -> str | None:
+  """One line for the first --NAME.PATH=VALUE override whose PATH the config file of --NAME does
+  not have, with the nearest name there (difflib); None when every path exists.
+
+  ml_collections raises a KeyError (a section) or an AttributeError (a field) with a traceback
+  and without the full path; the config is loaded again here, which its file did once already.
+  """
+  given = dict(re.fullmatch(r'--(\w+)=(.*)', arg).groups() for arg in argv[1:]
+               if re.fullmatch(r'--\w+=.*', arg))
+  for arg in argv[1:]:
+    match = re.fullmatch(r'--(\w+)\.([\w.]+)(=.*)?', arg)
+    if not match or match.group(1) not in given:
+      continue
+    name, path = match.group(1), match.group(2)
+    holder = flags.FLAGS[name].parser.parse(given[name])
+    if not isinstance(holder, ml_collections.ConfigDict):  # not a config file's flag
+      continue
+    parts = path.split('.')
+    for depth, part in enumerate(parts):
+      if not isinstance(holder, ml_collections.ConfigDict):
+        return f'--{name}.{path}: {".".join(parts[:depth])} is a field, not a section'
+      if part not in holder:
+        where = '.'.join((name, *parts[:depth]))
+        return f'--{name}.{path}: ' + _nearest(part, holder, where, depth == len(parts) - 1)
+      holder = holder[part]
+  return None
+
+
+def _nearest(key: str, holder: ml_collections.ConfigDict, where: str, last: bool) -> str:
+  kind = 'field' if last else 'section'
+  names = sorted(k for k, v in holder.items() if last or isinstance(v, ml_collections.ConfigDict))
+  near = difflib.get_close_matches(key, names, n=1)
+  if near:
+    return f'the config has no such {kind}. Did you mean "{near[0]}" instead of "{key}"?'
+  return f'the config has no such {kind}; the {kind}s of {where} are: {", ".join(names)}'
 
 
 def run(main: Callable[[list[str]], None]) -> None:

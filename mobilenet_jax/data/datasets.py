@@ -6,10 +6,15 @@ TFDS's own `fashion_mnist` builder downloads its files and checks their checksum
 package `dataset-fashion-mnist` ships the same images re-gzipped (other checksums), and offline
 the download retries for minutes. So when the IDX files are on disk, an unregistered subclass of
 TFDS's builder prepares the identical `fashion_mnist` dataset from them, once, into `data_dir`;
-from then on the stock builder reads it. TFDS's installed files are not touched.
+from then on the stock builder reads it. TFDS's installed files are not touched. Preparing (or
+downloading) says so in one line, in place of TFDS's progress bars.
 """
 
+import contextlib
+import io
 import os
+import time
+from collections.abc import Iterator
 from typing import Any
 
 import tensorflow_datasets as tfds
@@ -130,12 +135,16 @@ def _registered_builder(config: Any) -> tfds.core.DatasetBuilder:
   if builder.is_prepared():
     return builder
   if name == 'fashion_mnist' and _has_idx_files(config.fashion_mnist_dir):
-    _FashionMNISTFromIDX(idx_dir=config.fashion_mnist_dir, data_dir=data_dir).download_and_prepare(
-        download_dir=os.path.join(builder.data_dir_root, 'downloads'))
+    idx_builder = _FashionMNISTFromIDX(idx_dir=config.fashion_mnist_dir, data_dir=data_dir)
+    with _one_line(f'preparing {name} in {builder.data_dir_root} from the IDX files in '
+                   f'{config.fashion_mnist_dir} (once)'):
+      idx_builder.download_and_prepare(
+          download_dir=os.path.join(builder.data_dir_root, 'downloads'))
     return tfds.builder(name, data_dir=data_dir)
   if config.download:
-    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
-        manual_dir=config.manual_dir))
+    with _one_line(f'downloading and preparing {name} in {builder.data_dir_root} (once)'):
+      builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
+          manual_dir=config.manual_dir))
     return builder
   how = {
       'fashion_mnist': f'install the IDX files (`apt-get install dataset-fashion-mnist`) or point '
@@ -145,6 +154,23 @@ def _registered_builder(config: Any) -> tfds.core.DatasetBuilder:
   }.get(name, 'with internet access, run with --config.download=True (or `tfds build '
         f'{name}`)')
   raise DatasetUnavailable(f'dataset {name!r} is not prepared in {builder.data_dir_root}: {how}')
+
+
+@contextlib.contextmanager
+def _one_line(what: str) -> Iterator[None]:
+  """`what ...`, then `done in N s` on the same line: TFDS's progress bars (a dozen of them,
+  redrawn, in the quick start's first run) are turned off for this process, and the lines it
+  prints before and after preparing go nowhere."""
+  tfds.disable_progress_bar()
+  print(f'{what} ...', end=' ', flush=True)
+  start = time.perf_counter()
+  try:
+    with contextlib.redirect_stdout(io.StringIO()):
+      yield
+  except BaseException:
+    print('failed', flush=True)
+    raise
+  print(f'done in {time.perf_counter() - start:.0f} s', flush=True)
 
 
 def split_size(builder: tfds.core.DatasetBuilder, split: str) -> int:

@@ -6,7 +6,7 @@ turns, the fastest run counted) the first time those shapes meet a backend, and 
 the winner in a cache file keyed by backend, device kind, op, shapes and library versions, so
 later runs and other processes on the machine read it instead of measuring. A GPU thus gets
 whatever is fastest there without anyone having timed it in advance. Each choice is printed once
-a process.
+a process, or, inside `collecting()` (the training loop), kept for a one-line summary.
 
 When several processes share a run (several hosts), process 0 alone measures (or reads its
 cache) and sends its choice to the others, so that every process compiles the same program. The
@@ -16,12 +16,14 @@ in the config forces it and needs neither.
 """
 
 import concurrent.futures
+import contextlib
+import dataclasses
 import json
 import os
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 
 import flax.linen as nn
 import jax
@@ -38,6 +40,54 @@ _NAME_BYTES = 64          # an implementation's name, as process 0 sends it to t
 
 _lock = threading.Lock()
 _decided: dict[str, str] = {}  # key -> implementation, this process
+_collected: list['Choice'] | None = None  # inside `collecting()`: the choices, not printed
+
+
+@dataclasses.dataclass(frozen=True)
+class Choice:
+  """One 'auto' decision: what it chose for which layer shapes, and how."""
+  field: str
+  op: str       # the op and its input shapes
+  choice: str
+  how: str      # 'measured: ...', 'cached in PATH' or "process 0's choice"
+  seconds: float  # spent measuring; 0 when read from the cache or sent by process 0
+  differentiated: bool
+
+  def __str__(self) -> str:
+    mode = '' if self.differentiated else ', forward pass only'
+    return f'{self.field}=auto for {self.op}: {self.choice} ({self.how}{mode})'
+
+
+def summary(chosen: Sequence[Choice]) -> str:
+  """One line for `chosen`: how many layer shapes, how many measured and in how long, where the
+  cache is; 'auto: 26 layer shapes measured in 14 s, cached in ~/.cache/...'."""
+  measured = [c for c in chosen if c.how.startswith('measured')]
+  cached = [c for c in chosen if c.how.startswith('cached')]
+  seconds = f'{sum(c.seconds for c in measured):.0f} s'
+  path = os.path.join(cache_dir(), CACHE_FILE)
+  line = f'auto: {len(chosen)} layer shapes'
+  if not any(c.differentiated for c in chosen):
+    line += ' (forward pass only)'
+  if len(measured) == len(chosen):
+    return f'{line} measured in {seconds}, cached in {path}'
+  if len(cached) == len(chosen):
+    return f'{line} read from the cache in {path}'
+  if not measured and not cached:
+    return f"{line}: process 0's choices"
+  return (f'{line}: {len(measured)} measured in {seconds}, {len(cached)} read from the cache in '
+          f'{path}')
+
+
+@contextlib.contextmanager
+def collecting() -> Iterator[list[Choice]]:
+  """Inside, choices are appended to the yielded list instead of printed: a run's first step
+  would otherwise open with a line per layer shape (27 for V4 Conv-S). The caller summarises."""
+  global _collected
+  outer, _collected = _collected, []
+  try:
+    yield _collected
+  finally:
+    _collected = outer
 
 
 def resolve(field: str, name: str, implementations: Iterable[str],
@@ -87,8 +137,10 @@ def choose(field: str, name: str, candidates: Mapping[str, Callable[..., jax.Arr
     if key in _decided:
       return _decided[key]
     choice = how = None
+    start = time.perf_counter()
     if jax.process_index() == 0:
       choice, how = _cached_or_measured(key, candidates, inputs, differentiated)
+    seconds = time.perf_counter() - start if how and how.startswith('measured') else 0.0
     if jax.process_count() > 1:
       # In another thread, as the measurement: the calling thread is tracing.
       with concurrent.futures.ThreadPoolExecutor(1) as pool:
@@ -100,8 +152,11 @@ def choose(field: str, name: str, candidates: Mapping[str, Callable[..., jax.Arr
             f'(it has {", ".join(sorted(candidates))}); build the same kernels on every host '
             'or name an implementation')
     _decided[key] = choice
-  mode = '' if differentiated else ', forward pass only'
-  print(f'{field}=auto for {op} {shapes}: {choice} ({how}{mode})', flush=True)
+  chosen = Choice(field, f'{op} {shapes}', choice, how, seconds, differentiated)
+  if _collected is None:
+    print(chosen, flush=True)
+  else:
+    _collected.append(chosen)
   return choice
 
 

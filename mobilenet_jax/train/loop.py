@@ -17,6 +17,7 @@ from mobilenet_jax.data import input_pipeline
 from mobilenet_jax.errors import ConfigError, MissingRun, NonFiniteLoss, Preempted
 from mobilenet_jax.interop import pretrained
 from mobilenet_jax.models import complexity
+from mobilenet_jax.ops import implementations
 from mobilenet_jax.train import (checkpointing, metrics, parallel, periodic, preemption, setup,
                                  steps)
 from mobilenet_jax.train import workdir as run_dir
@@ -27,7 +28,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   """Trains (or resumes) in `workdir` and returns the final results record."""
   run_dir.check_writable(workdir)
   run = setup.prepare(config, workdir)  # every check; nothing is written before it passes
-  with _sole_trainer(workdir), preemption.StopRequest() as stop:
+  with (_sole_trainer(workdir), preemption.StopRequest() as stop,
+        implementations.collecting() as chosen):
     if jax.process_index() == 0:
       run_dir.save_config(workdir, config)  # on a resume too: what the run now uses
       run_dir.save_dataset(workdir, config.dataset, run.builder.info.features['label'].names)
@@ -49,6 +51,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       with meter.waiting_for_input():
         batch = compiled.to_devices(next(batches))
       state, step_metrics = compiled.train(state, batch)
+      _report_choices(chosen, workdir)  # the first step's and the first evaluation's, a line each
       interval.append(step_metrics)
       checkpointing.check(manager)
       stopping = stop.stop_now()
@@ -64,15 +67,28 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       if periodic.itstime(step, config.eval_every_steps, run.num_steps):
         with meter.paused():  # evaluation time is not training time
           evals.append((step, evaluate(step, state)))
+        _report_choices(chosen, workdir)
     checkpointing.finish(manager)
     if not evals:  # the run had already finished: evaluate what it left
       evals.append((start_step, evaluate(start_step, state)))
+      _report_choices(chosen, workdir)
     results = run_dir.results_record(workdir, config, overrides, params, madds, evals, meter)
     if jax.process_index() == 0:
       run_dir.write_results(workdir, results)
     manager.close()
     writer.close()
   return results
+
+
+def _report_choices(chosen: list[implementations.Choice], workdir: str) -> None:
+  """The 'auto' choices made since the last report, as one line; each in the workdir's file."""
+  if not chosen:
+    return
+  line = implementations.summary(chosen)
+  if jax.process_index() == 0:
+    line += f'; each choice in {run_dir.append_implementations(workdir, map(str, chosen))}'
+  print(line, flush=True)
+  chosen.clear()
 
 
 def _stop_after_the_checkpoint(manager, stop: preemption.StopRequest, step: int,

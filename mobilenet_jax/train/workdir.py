@@ -10,6 +10,7 @@ A run's workdir holds
   results.json     the final record (`results_record`), written when the run ends
   teachers.json    a distilled run's teachers (config.distill.teachers): what each is, which
                    weights it gave and their checksum, which a resume must match
+  implementations.txt  each 'auto' implementation choice of its sessions, a line each
   events.out.tfevents.*  TensorBoard summaries
 and, for a run of a sweep (tools/sweeps.py),
   sweep_run.json   the command that runs it
@@ -22,7 +23,7 @@ import contextlib
 import fcntl
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import ml_collections
@@ -41,6 +42,7 @@ TEACHERS_FILE = 'teachers.json'
 SWEEP_RUN_FILE = 'sweep_run.json'
 FAILURE_FILE = 'failure.json'
 LOG_FILE = 'log.txt'
+IMPLEMENTATIONS_FILE = 'implementations.txt'
 
 # Fields the configs gained after runs had been written without them, with the value that means
 # what those runs did: an older run's config.json is read with them filled in, so that it can be
@@ -237,6 +239,14 @@ def read_results(workdir: str) -> dict:
 
 def write_results(workdir: str, record: dict) -> None:
   write_json(os.path.join(workdir, RESULTS_FILE), record)
+
+
+def append_implementations(workdir: str, lines: Iterable[str]) -> str:
+  """Adds `lines` (the 'auto' choices of a step) to the run's record of them; returns its path."""
+  path = os.path.join(workdir, IMPLEMENTATIONS_FILE)
+  with open(path, 'a') as f:
+    f.writelines(f'{line}\n' for line in lines)
+  return path
 
 
 def train_seconds_until(workdir: str, step: int) -> float:

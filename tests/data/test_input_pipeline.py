@@ -1,10 +1,12 @@
 """The input pipeline: deterministic, resumable at any step, eval split covered exactly once."""
 
 import itertools
+import re
 import time
 
 import numpy as np
 import pytest
+import tensorflow_datasets as tfds
 
 from mobilenet_jax.data import datasets, input_pipeline
 from tests.train_fixtures import AUGMENTED, mock_data, tiny_config
@@ -98,12 +100,27 @@ def test_a_split_the_dataset_lacks_gets_one_line_naming_those_it_has():
     datasets.check_splits(tiny_config(eval_split=split), ['train', 'test'])
 
 
+def test_preparing_a_dataset_is_one_line_in_place_of_tfds_progress_bars(capfd):
+  with datasets._one_line('preparing x'):
+    print('Downloading and preparing dataset ...')  # as TFDS's builders do, and their bars:
+    for _ in tfds.core.utils.tqdm_utils.tqdm(range(3), desc='Generating splits'):
+      pass
+  out, err = capfd.readouterr()
+  assert re.fullmatch(r'preparing x \.\.\. done in \d+ s\n', out) and 'Generating' not in err
+  with pytest.raises(OSError), datasets._one_line('preparing y'):
+    raise OSError('disk full')
+  assert capfd.readouterr().out == 'preparing y ... failed\n'
+
+
 @pytest.mark.slow
-def test_fashion_mnist_prepares_offline_from_the_debian_idx_files(tmp_path):
+def test_fashion_mnist_prepares_offline_from_the_debian_idx_files(tmp_path, capfd):
   config = tiny_config('fashion_mnist', data_dir=str(tmp_path), download=False)
   if not datasets._has_idx_files(config.fashion_mnist_dir):
     pytest.fail('apt-get install dataset-fashion-mnist (the .ci/run script installs it)')
   builder = datasets.load_builder(config)
+  out, err = capfd.readouterr()
+  assert re.fullmatch(r'preparing fashion_mnist in .* \(once\) \.\.\. done in \d+ s\n', out)
+  assert '%' not in err  # no progress bar
   assert builder.is_prepared() and builder.info.features['label'].num_classes == 10
   assert datasets.split_size(builder, 'train') == 60_000
   assert datasets.split_size(builder, 'test') == 10_000

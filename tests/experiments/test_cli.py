@@ -44,6 +44,24 @@ CASES = [
     (('experiments.train', '--config=configs/v3_small.py', '--workdir=/nonexistent/run',
       '--config.dataset=folder:/nonexistent/images'),
      'error: dataset=folder:/nonexistent/images: no such folder'),
+    # An override of a section or field the config does not have: the nearest name, or the
+    # names there when none is near.
+    (('experiments.train', '--config=configs/v3_small.py', '--workdir=/nonexistent/run',
+      '--config.inptu.image_size=32'),
+     'error: --config.inptu.image_size: the config has no such section. Did you mean "input" '
+     'instead of "inptu"?'),
+    (('experiments.train', '--config=configs/v3_small.py', '--workdir=/nonexistent/run',
+      '--config.distil.alpha=0.5'),
+     'error: --config.distil.alpha: the config has no such section. Did you mean "distill" '
+     'instead of "distil"?'),
+    (('experiments.summary', '--config=configs/v3_small.py', '--config.model.dropuot_rate=0.5'),
+     'error: --config.model.dropuot_rate: the config has no such field. Did you mean '
+     '"dropout_rate" instead of "dropuot_rate"?'),
+    (('experiments.summary', '--config=configs/v3_small.py', '--config.model.foo=1'),
+     'error: --config.model.foo: the config has no such field; the fields of config.model are: '
+     'blocks, bn_epsilon, '),
+    (('experiments.summary', '--config=configs/v3_small.py', '--config.batch_size.x=1'),
+     'error: --config.batch_size.x: batch_size is a field, not a section'),
 
 ]
 

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import time
 
 import jax
@@ -11,6 +12,7 @@ import orbax.checkpoint as ocp
 import pytest
 
 from mobilenet_jax import train
+from mobilenet_jax.ops import conv, depthwise, implementations
 from mobilenet_jax.train import checkpointing, parallel, setup
 from mobilenet_jax.errors import ConfigError
 from tests.train_fixtures import V5_TINY, mock_data, restored_checkpoint, tiny_config
@@ -88,6 +90,41 @@ def test_a_finished_run_given_again_does_not_train_again_unless_given_more_steps
   assert 'changed since: learning_rate, num_train_steps' in capsys.readouterr().out
   saved = json.loads((tmp_path / 'config.json').read_text())  # what the run now uses
   assert saved['num_train_steps'] == 6 and saved['learning_rate'] == 0.05
+
+
+def test_auto_says_its_choices_in_a_line_a_step_and_each_in_the_workdir(tmp_path, monkeypatch,
+                                                                         capsys):
+  """'auto' measuring, faked so that the table's choices win (the programs are then the other
+  tests', served by the compilation cache): one line before the first step for the train step's
+  layer shapes, one at the first evaluation for the forward pass's, each choice in the workdir's
+  file; another process reads the cache."""
+  monkeypatch.setenv('MOBILENET_JAX_AUTOTUNE', 'on')
+  monkeypatch.setenv('MOBILENET_JAX_CACHE_DIR', str(tmp_path / 'cache'))
+  monkeypatch.setattr(implementations, '_decided', {})
+  table = {depthwise.FASTEST_ON_BACKEND['cpu'], conv.FASTEST_ON_BACKEND['cpu']}
+  monkeypatch.setattr(implementations, '_measure_all', lambda candidates, *_: {
+      name: 1e-3 if name in table else 2e-3 for name in candidates})
+  consoles = []
+  with mock_data():
+    for run in ('first', 'second'):
+      train.train_and_evaluate(tiny_config(), str(tmp_path / run))
+      consoles.append(capsys.readouterr().out.splitlines())
+      monkeypatch.setattr(implementations, '_decided', {})  # a new process
+  first, second = consoles
+  assert not [line for line in first + second if '=auto for' in line]
+  train_line, eval_line = [line for line in first if line.startswith('auto:')]
+  detail = (tmp_path / 'first' / 'implementations.txt').read_text().splitlines()
+  shapes = int(re.fullmatch(r'auto: (\d+) layer shapes measured in \d+ s, cached in .*; each '
+                            r'choice in .*first/implementations.txt', train_line).group(1))
+  assert first.index(train_line) < first.index(next(l for l in first if l.startswith('step 1/')))
+  assert re.fullmatch(rf'auto: {len(detail) - shapes} layer shapes \(forward pass only\) '
+                      r'measured in \d+ s, .*', eval_line)
+  assert len(detail) > shapes > 0 and all('=auto for' in line for line in detail)
+  assert all(line.endswith('forward pass only)') for line in detail[shapes:])
+  assert all(re.search(r': (\w+) \(measured: \1 1.00 ms', line) for line in detail)  # the winner
+  assert [line.split(' read from')[0] for line in second if line.startswith('auto:')] == [
+      f'auto: {shapes} layer shapes', f'auto: {len(detail) - shapes} layer shapes (forward pass '
+      'only)']
 
 
 def test_eight_devices_and_one_give_the_same_training(tmp_path):
