@@ -8,8 +8,7 @@ A run's workdir holds
   checkpoints/     orbax checkpoints, a folder per step
   metrics.jsonl    one JSON object per logged step: {"step": ..., "train_loss": ..., ...}
   results.json     the final record (`results_record`), written when the run ends
-  teachers.json    a distilled run's teachers (config.distill.teachers): what each is, which
-                   weights it gave and their checksum, which a resume must match
+  teachers.json    a distilled run's teachers and their weights' checksums, for resumes to match
   implementations.txt  each 'auto' implementation choice of its sessions, a line each
   events.out.tfevents.*  TensorBoard summaries
 and, for a run of a sweep (tools/sweeps.py),
@@ -178,19 +177,16 @@ def check_teachers(workdir: str, config: ml_collections.ConfigDict, records: lis
   `records` (compared by the checksums of their weights, in order: a teacher run that trained on
   since, or another file under the same name, is another teacher). A resume without teachers is
   allowed (it is then no longer distilled, and says so among the changed fields)."""
-  if not records:
-    return
   path = os.path.join(workdir, TEACHERS_FILE)
   saved = read_json(path) or []
-  if [r['checksum'] for r in saved] == [r['checksum'] for r in records]:
+  if not records or [r['checksum'] for r in saved] == [r['checksum'] for r in records]:
     return
-  before = ('no teachers' if not saved else
-            'other teachers (' + ', '.join(f'{r["teacher"]}: {r["weights"]}, {r["checksum"][:8]}'
-                                           for r in saved) + f', in {path})')
-  now = ', '.join(f'{r["teacher"]}: {r["weights"]}, {r["checksum"][:8]}' for r in records)
+  named = lambda rs: ', '.join(f'{r["teacher"]}: {r["weights"]}, {r["checksum"][:8]}' for r in rs)
+  before = f'other teachers ({named(saved)}, in {path})' if saved else 'no teachers'
   raise ConfigError(f'distill.teachers={config.distill.teachers!r} is not allowed for '
-                    f'--workdir={workdir}: its run learned from {before}, these are {now}; resume '
-                    'it with the teachers it learned from or start a new workdir')
+                    f'--workdir={workdir}: its run learned from {before}, these are '
+                    f'{named(records)}; resume it with the teachers it learned from or start a '
+                    'new workdir')
 
 
 def check_writable(workdir: str) -> None:
