@@ -1,12 +1,13 @@
 """tf.data input: deterministic, resumable at any step, split across processes and devices.
 
-An epoch's order and augmentation are pure functions of (seed, epoch): the files are shuffled
-with a per-epoch seed, examples are shuffled with it, and each example draws its augmentation
-(crop, flip, RandAugment, random erasing) from (seed, epoch, position); Mixup and CutMix happen
-on the device, from (seed, step). Each process takes every process_count-th example of that one
-order, so a global batch holds the same images on one host or several. Resuming at step s
-rebuilds epoch s // steps_per_epoch and skips the batches already seen before any decoding, so a
-resumed run sees the same images.
+An epoch's order and augmentation are pure functions of (seed, epoch): the records are read by
+index from TFDS's array_record data source, in a permutation of the split that grain draws from
+(seed, epoch), and each example draws its augmentation (crop, flip, RandAugment, random erasing)
+from (seed, epoch, position in the epoch); Mixup and CutMix happen on the device, from (seed,
+step). Each global batch is a run of positions of that one order; each process reads only its
+own contiguous block of it, so a global batch holds the same images in the same places on one
+host or several, and no host reads another's records. Resuming at step s starts epoch
+s // steps_per_epoch at its batch by index arithmetic: no skipped record is read.
 """
 
 import concurrent.futures
@@ -17,6 +18,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
+import grain
 import jax
 import numpy as np
 import tensorflow as tf
@@ -25,8 +27,12 @@ import tensorflow_datasets as tfds
 from mobilenet_jax.data import augment, preprocessing
 
 
-# Batches before an epoch's end at which the next epoch starts filling its shuffle buffer.
+# Batches before an epoch's end at which the next epoch starts reading its first batch.
 _EPOCH_LEAD_BATCHES = 50
+# Records read ahead, by threads of their own, of the tf.data pipeline that decodes them:
+# reading is I/O, decoding and augmenting happen in tf.data's own threads.
+_READ_THREADS = 16
+_READ_AHEAD = 512
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,42 +55,63 @@ def describe(builder: tfds.core.DatasetBuilder, config: Any, split_size) -> Inpu
       num_eval_steps=-(-num_eval // config.batch_size))
 
 
-def _local_batch_size(global_batch: int) -> int:
-  return global_batch // jax.process_count()
+def train_source(builder, split: str):
+  """The split's examples by index (TFDS's array_record data source), images left encoded: the
+  tf.data pipeline decodes them."""
+  return builder.as_data_source(split, decoders={'image': tfds.decode.SkipDecoding()})
 
 
-def _read(builder, split: str, *, shuffle_seed: int | None, whole: bool = False
-          ) -> tf.data.Dataset:
-  """The split's encoded examples: all of them, or (evaluation) this process's share."""
-  read_config = tfds.ReadConfig(shuffle_seed=shuffle_seed, try_autocache=False)
-  return builder.as_dataset(
-      split=split if whole else tfds.split_for_jax_process(split),
-      shuffle_files=shuffle_seed is not None, read_config=read_config,
-      decoders={'image': tfds.decode.SkipDecoding()})
+def epoch_seed(seed: int, epoch: int) -> int:
+  """The seed of an epoch's order and of its examples' augmentation (grain takes 32 bits)."""
+  return (seed * 1_000_003 + epoch) % 2**32
 
 
-def _train_epoch(builder, config, epoch: int, skip_batches: int, local_batch: int,
-                 steps_per_epoch: int) -> tf.data.Dataset:
-  """One epoch of this process's batches: every process reads the whole split in the same seeded
-  order and takes every process_count-th example of it, so that each global batch holds the same
-  examples however many processes share it."""
-  seed = config.seed * 1_000_003 + epoch
-  global_batch = config.batch_size
-  ds = _read(builder, config.train_split, shuffle_seed=seed, whole=True)
-  ds = ds.enumerate().shuffle(config.input.shuffle_buffer, seed=seed,
-                              reshuffle_each_iteration=False)
-  ds = ds.take(steps_per_epoch * global_batch).skip(skip_batches * global_batch)
-  ds = ds.shard(jax.process_count(), jax.process_index())
+def epoch_order(num_records: int, seed: int, epoch: int) -> grain.MapDataset:
+  """The record index at each position of an epoch: grain's permutation of the split, drawn from
+  (seed, epoch) and computed per position, so that any position is found without the others."""
+  return grain.MapDataset.range(num_records).shuffle(seed=epoch_seed(seed, epoch))
+
+
+def host_positions(steps_per_epoch: int, global_batch: int, start_batch: int,
+                   process_index: int, process_count: int) -> np.ndarray:
+  """The positions of the epoch that a process reads, from global batch `start_batch` on: of each
+  global batch, the process's contiguous block of global_batch // process_count positions, so
+  the processes' local batches laid side by side, in process order, are the global batch."""
+  local = global_batch // process_count
+  batch_starts = np.arange(start_batch, steps_per_epoch, dtype=np.int64) * global_batch
+  block = process_index * local + np.arange(local, dtype=np.int64)
+  return (batch_starts[:, None] + block[None, :]).ravel()
+
+
+def _train_epoch(source, config, epoch: int, skip_batches: int, steps_per_epoch: int,
+                 process_index: int, process_count: int) -> tf.data.Dataset:
+  """One epoch of this process's batches, from batch `skip_batches` on: only this process's
+  records are read, by index (see the module docstring)."""
+  seed = epoch_seed(config.seed, epoch)
+  local_batch = config.batch_size // process_count
+  order = epoch_order(len(source), config.seed, epoch)
+  positions = host_positions(steps_per_epoch, config.batch_size, skip_batches, process_index,
+                             process_count)
+  records = grain.MapDataset.source(positions).map(
+      lambda position: (position, source[order[int(position)]])).to_iter_dataset(
+          grain.ReadOptions(num_threads=_READ_THREADS, prefetch_buffer_size=_READ_AHEAD))
+
+  def read():
+    for position, example in records:
+      yield position, example['image'], example['label']
+
+  ds = tf.data.Dataset.from_generator(read, output_signature=(
+      tf.TensorSpec((), tf.int64), tf.TensorSpec((), tf.string), tf.TensorSpec((), tf.int64)))
   image_fn = functools.partial(
       preprocessing.train_image, size=config.input.image_size, style=config.input.preprocessing,
       padding=config.input.crop_padding, flip=config.input.random_flip)
 
   fields = config.input
 
-  def prepare(index, example):
+  def prepare(position, image, label):
     """Decoding, crop and flip, and the draws of the batch-wise augmentations, per example."""
-    example_seed = tf.stack([tf.constant(seed, tf.int64), index])
-    prepared = {'image': image_fn(example['image'], example_seed), 'label': example['label']}
+    example_seed = tf.stack([tf.constant(seed, tf.int64), position])
+    prepared = {'image': image_fn(image, example_seed), 'label': label}
     # Streams of their own, so that runs without these augmentations keep their crops and flips.
     if fields.randaugment_layers:
       prepared['randaugment'] = augment.randaugment_draws(
@@ -125,18 +152,25 @@ def _next_in_background(batches: Iterator[dict]) -> concurrent.futures.Future:
   return future
 
 
-def train_batches(builder, config, spec: InputSpec, start_step: int) -> Iterator[dict]:
+def train_batches(builder, config, spec: InputSpec, start_step: int, *,
+                  process_index: int | None = None, process_count: int | None = None
+                  ) -> Iterator[dict]:
   """Endless numpy batches of this process's share of the global batch, from `start_step`.
 
-  The next epoch's first batch, which fills its shuffle buffer, is fetched in the background
-  while the last `_EPOCH_LEAD_BATCHES` batches of the one before are consumed, so that the
-  filling does not stall training. (Datasets are built here: TFDS's reads are not thread-safe.)
+  `process_index` and `process_count` default to JAX's; a test gives them to play one host of
+  several. The next epoch's first batch is fetched in the background while the last
+  `_EPOCH_LEAD_BATCHES` batches of the one before are consumed, so that starting an epoch (its
+  read-ahead and tf.data's threads) does not stall training. (Datasets are built here: TFDS's
+  reads are not thread-safe.)
   """
-  local_batch = _local_batch_size(config.batch_size)
+  process_index = jax.process_index() if process_index is None else process_index
+  process_count = jax.process_count() if process_count is None else process_count
+  source = train_source(builder, config.train_split)
   epoch, skip = divmod(start_step, spec.steps_per_epoch)
 
   def open_epoch(epoch: int, skip: int):
-    ds = _train_epoch(builder, config, epoch, skip, local_batch, spec.steps_per_epoch)
+    ds = _train_epoch(source, config, epoch, skip, spec.steps_per_epoch, process_index,
+                      process_count)
     batches = ds.prefetch(config.input.prefetch_batches).as_numpy_iterator()
     # Only this list holds the iterator, so that the thread that empties it deletes the iterator.
     return [batches], _next_in_background(batches)
@@ -158,12 +192,15 @@ def train_batches(builder, config, spec: InputSpec, start_step: int) -> Iterator
 
 def eval_batches(builder, config, spec: InputSpec) -> Iterator[dict]:
   """The eval split in `spec.num_eval_steps` batches; padding examples have mask 0."""
-  local_batch = _local_batch_size(config.batch_size)
+  local_batch = config.batch_size // jax.process_count()
   image_fn = functools.partial(preprocessing.eval_image, size=config.input.image_size,
                                style=config.input.preprocessing,
                                crop_fraction=config.input.crop_fraction,
                                interpolation=config.input.interpolation)
-  ds = _read(builder, config.eval_split, shuffle_seed=None).map(
+  ds = builder.as_dataset(
+      split=tfds.split_for_jax_process(config.eval_split), shuffle_files=False,
+      read_config=tfds.ReadConfig(try_autocache=False),
+      decoders={'image': tfds.decode.SkipDecoding()}).map(
       lambda ex: {'image': preprocessing.normalize(image_fn(ex['image']), config.input.mean,
                                                    config.input.std),
                   'label': ex['label']},
