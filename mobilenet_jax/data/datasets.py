@@ -17,7 +17,7 @@ from tensorflow_datasets.core import naming
 from tensorflow_datasets.image_classification import mnist
 
 from mobilenet_jax import errors
-from mobilenet_jax.data import folders
+from mobilenet_jax.data import folders, records
 from mobilenet_jax.errors import ConfigError, DatasetUnavailable
 
 IDX_FILES = {
@@ -127,16 +127,23 @@ def _folder_builder(root: str, config: Any) -> tfds.core.DatasetBuilder:
 def _registered_builder(config: Any) -> tfds.core.DatasetBuilder:
   name, data_dir = config.dataset, config.data_dir
   builder = tfds.builder(name, data_dir=data_dir)
-  if builder.is_prepared():
+  if records.ready(builder):
     return builder
   if name == 'fashion_mnist' and _has_idx_files(config.fashion_mnist_dir):
-    _FashionMNISTFromIDX(idx_dir=config.fashion_mnist_dir, data_dir=data_dir).download_and_prepare(
-        download_dir=os.path.join(builder.data_dir_root, 'downloads'))
+    records.prepare(_FashionMNISTFromIDX(idx_dir=config.fashion_mnist_dir, data_dir=data_dir),
+                    name, download_dir=os.path.join(builder.data_dir_root, 'downloads'))
     return tfds.builder(name, data_dir=data_dir)
   if config.download:
-    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
-        manual_dir=config.manual_dir))
-    return builder
+    records.prepare(builder, name, tfds.download.DownloadConfig(manual_dir=config.manual_dir))
+    return tfds.builder(name, data_dir=data_dir)
+  stale = records.stale_format(builder)
+  if stale:
+    raise DatasetUnavailable(
+        f'dataset {name!r} is prepared in {builder.data_dir} as {stale}, which is read only in '
+        f'order; training reads by index from {records.FILE_FORMAT}: run once with '
+        '--config.download=True to prepare it again (from TFDS\'s downloads or manual_dir), or '
+        f'convert it: tfds convert_format --dataset_version_dir={builder.data_dir} '
+        f'--out_file_format={records.FILE_FORMAT} (needs apache-beam)')
   how = {
       'fashion_mnist': f'install the IDX files (`apt-get install dataset-fashion-mnist`) or point '
                        f'--config.fashion_mnist_dir at a folder holding {", ".join(IDX_FILES.values())}',

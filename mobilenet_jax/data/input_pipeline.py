@@ -55,8 +55,8 @@ def describe(builder: tfds.core.DatasetBuilder, config: Any, split_size) -> Inpu
       num_eval_steps=-(-num_eval // config.batch_size))
 
 
-def train_source(builder, split: str):
-  """The split's examples by index (TFDS's array_record data source), images left encoded: the
+def data_source(builder, split: str):
+  """A split's examples by index (TFDS's array_record data source), images left encoded: the
   tf.data pipeline decodes them."""
   return builder.as_data_source(split, decoders={'image': tfds.decode.SkipDecoding()})
 
@@ -83,6 +83,23 @@ def host_positions(steps_per_epoch: int, global_batch: int, start_batch: int,
   return (batch_starts[:, None] + block[None, :]).ravel()
 
 
+def _read(source, positions: np.ndarray, order: grain.MapDataset | None = None
+          ) -> tf.data.Dataset:
+  """(position, encoded image, label) of the records at `positions` of `order` (of the split
+  itself without one): only those records are read, each by its index, in threads of grain's."""
+  record = (lambda position: int(order[position])) if order is not None else int
+  records = grain.MapDataset.source(positions).map(
+      lambda position: (position, source[record(position)])).to_iter_dataset(
+          grain.ReadOptions(num_threads=_READ_THREADS, prefetch_buffer_size=_READ_AHEAD))
+
+  def read():
+    for position, example in records:
+      yield position, example['image'], example['label']
+
+  return tf.data.Dataset.from_generator(read, output_signature=(
+      tf.TensorSpec((), tf.int64), tf.TensorSpec((), tf.string), tf.TensorSpec((), tf.int64)))
+
+
 def _train_epoch(source, config, epoch: int, skip_batches: int, steps_per_epoch: int,
                  process_index: int, process_count: int) -> tf.data.Dataset:
   """One epoch of this process's batches, from batch `skip_batches` on: only this process's
@@ -92,16 +109,7 @@ def _train_epoch(source, config, epoch: int, skip_batches: int, steps_per_epoch:
   order = epoch_order(len(source), config.seed, epoch)
   positions = host_positions(steps_per_epoch, config.batch_size, skip_batches, process_index,
                              process_count)
-  records = grain.MapDataset.source(positions).map(
-      lambda position: (position, source[order[int(position)]])).to_iter_dataset(
-          grain.ReadOptions(num_threads=_READ_THREADS, prefetch_buffer_size=_READ_AHEAD))
-
-  def read():
-    for position, example in records:
-      yield position, example['image'], example['label']
-
-  ds = tf.data.Dataset.from_generator(read, output_signature=(
-      tf.TensorSpec((), tf.int64), tf.TensorSpec((), tf.string), tf.TensorSpec((), tf.int64)))
+  ds = _read(source, positions, order)
   image_fn = functools.partial(
       preprocessing.train_image, size=config.input.image_size, style=config.input.preprocessing,
       padding=config.input.crop_padding, flip=config.input.random_flip)
@@ -165,7 +173,7 @@ def train_batches(builder, config, spec: InputSpec, start_step: int, *,
   """
   process_index = jax.process_index() if process_index is None else process_index
   process_count = jax.process_count() if process_count is None else process_count
-  source = train_source(builder, config.train_split)
+  source = data_source(builder, config.train_split)
   epoch, skip = divmod(start_step, spec.steps_per_epoch)
 
   def open_epoch(epoch: int, skip: int):
@@ -191,24 +199,26 @@ def train_batches(builder, config, spec: InputSpec, start_step: int, *,
 
 
 def eval_batches(builder, config, spec: InputSpec) -> Iterator[dict]:
-  """The eval split in `spec.num_eval_steps` batches; padding examples have mask 0."""
+  """The eval split in `spec.num_eval_steps` batches; padding examples have mask 0. Each process
+  reads its own block of each global batch, as in training."""
   local_batch = config.batch_size // jax.process_count()
   image_fn = functools.partial(preprocessing.eval_image, size=config.input.image_size,
                                style=config.input.preprocessing,
                                crop_fraction=config.input.crop_fraction,
                                interpolation=config.input.interpolation)
-  ds = builder.as_dataset(
-      split=tfds.split_for_jax_process(config.eval_split), shuffle_files=False,
-      read_config=tfds.ReadConfig(try_autocache=False),
-      decoders={'image': tfds.decode.SkipDecoding()}).map(
-      lambda ex: {'image': preprocessing.normalize(image_fn(ex['image']), config.input.mean,
-                                                   config.input.std),
-                  'label': ex['label']},
+  source = data_source(builder, config.eval_split)
+  positions = host_positions(spec.num_eval_steps, config.batch_size, 0, jax.process_index(),
+                             jax.process_count())
+  # Past the split's end only in the last global batch, so each local batch is full but the last.
+  ds = _read(source, positions[positions < len(source)]).map(
+      lambda _, image, label: {
+          'image': preprocessing.normalize(image_fn(image), config.input.mean, config.input.std),
+          'label': label},
       num_parallel_calls=tf.data.AUTOTUNE)
   ds = ds.batch(local_batch).prefetch(config.input.prefetch_batches)
   size = config.input.image_size
   batches = ds.as_numpy_iterator()
-  # Every process runs the same number of steps, so shorter shares are padded with empty batches.
+  # Every process runs the same number of steps, so a share that ends early is padded.
   for _ in range(spec.num_eval_steps):
     batch = next(batches, {'image': np.zeros((0, size, size, 3), np.float32),
                            'label': np.zeros((0,), np.int64)})

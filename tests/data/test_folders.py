@@ -118,13 +118,12 @@ def test_prepared_once_read_by_tfds_and_prepared_anew_when_files_change(tmp_path
   assert {s: datasets.split_size(builder, s) for s in ('train', 'validation')} == {
       'train': 27, 'validation': 3}
   files = {ex['file_name'].decode(): ex['label']
-           for ex in builder.as_dataset(split='validation').as_numpy_iterator()}
+           for ex in builder.as_data_source('validation')}
   assert files == {p: l for p, l in folders.scan(str(root), 0.1).splits['validation']}
-  stored = next(iter(builder.as_dataset(split='train', decoders={
-      'image': tfds.decode.SkipDecoding()}).as_numpy_iterator()))
+  stored = builder.as_data_source('train', decoders={'image': tfds.decode.SkipDecoding()})[0]
   assert stored['image'] == (root / stored['file_name'].decode()).read_bytes()  # as it was
   monkeypatch.setattr(folders.FolderDataset, 'download_and_prepare',
-                      lambda self: pytest.fail('prepared twice'))
+                      lambda *_, **__: pytest.fail('prepared twice'))
   assert datasets.load_builder(config).data_dir == builder.data_dir
   monkeypatch.undo()
   make_images(root, classes=('cat',), per_class=12)  # two more cats

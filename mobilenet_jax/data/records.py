@@ -1,0 +1,42 @@
+"""Datasets on disk in the format training reads by index: TFDS's array_record.
+
+Training reads each record by its index (`input_pipeline`), which TFDS's `array_record` files
+allow and its `tfrecord` files (read only in order) do not. Every dataset we prepare is written
+as array_record. One prepared as tfrecord, by an earlier version of this project or by another
+tool, is prepared again, once, where its source is at hand (saying so): re-preparing rereads the
+source, where converting would need Apache Beam (TFDS's `convert_format`), which this project
+does not install.
+"""
+
+import dataclasses
+
+import tensorflow_datasets as tfds
+
+FILE_FORMAT = 'array_record'
+
+
+def ready(builder: tfds.core.DatasetBuilder) -> bool:
+  """Whether the dataset is prepared, and in the format read by index."""
+  return builder.is_prepared() and FILE_FORMAT in {
+      f.value for f in builder.info.available_file_formats()}
+
+
+def stale_format(builder: tfds.core.DatasetBuilder) -> str | None:
+  """The format of a dataset prepared only in formats read in order (tfrecord); else None."""
+  return None if not builder.is_prepared() or ready(builder) else builder.info.file_format.value
+
+
+def prepare(builder: tfds.core.DatasetBuilder, name: str,
+            download_config: tfds.download.DownloadConfig | None = None, **kwargs) -> None:
+  """`builder.download_and_prepare` in array_record; a dataset prepared in another format is
+  deleted and prepared again from its source (TFDS's downloads, manual_dir or local files)."""
+  download_config = download_config or tfds.download.DownloadConfig()
+  stale = stale_format(builder)
+  if stale:
+    print(f'{name}: prepared in {builder.data_dir} as {stale}, which is read only in order; '
+          f'preparing it again, once, as {FILE_FORMAT}, which training reads by index',
+          flush=True)
+    download_config = dataclasses.replace(
+        download_config, download_mode=tfds.download.GenerateMode.REUSE_CACHE_IF_EXISTS)
+  builder.download_and_prepare(download_config=download_config, file_format=FILE_FORMAT,
+                               **kwargs)
