@@ -130,12 +130,13 @@ def _registered_builder(config: Any) -> tfds.core.DatasetBuilder:
   if records.ready(builder):
     return builder
   if name == 'fashion_mnist' and _has_idx_files(config.fashion_mnist_dir):
-    records.prepare(_FashionMNISTFromIDX(idx_dir=config.fashion_mnist_dir, data_dir=data_dir),
+    records.prepare(lambda: _FashionMNISTFromIDX(idx_dir=config.fashion_mnist_dir,
+                                                 data_dir=data_dir),
                     name, download_dir=os.path.join(builder.data_dir_root, 'downloads'))
     return tfds.builder(name, data_dir=data_dir)
   if config.download:
-    records.prepare(builder, name, tfds.download.DownloadConfig(manual_dir=config.manual_dir))
-    return tfds.builder(name, data_dir=data_dir)
+    return records.prepare(lambda: tfds.builder(name, data_dir=data_dir), name,
+                           tfds.download.DownloadConfig(manual_dir=config.manual_dir))
   stale = records.stale_format(builder)
   if stale:
     raise DatasetUnavailable(

@@ -213,6 +213,6 @@ def prepare(layout: Layout, data_dir: str | None, skip_bad_files: bool
   if records.ready(builder):
     return builder, []
   layout, bad = without_bad_files(layout, skip_bad_files)
-  builder = FolderDataset(layout=layout, data_dir=data_dir)
-  records.prepare(builder, f'{PREFIX}{layout.root}')
+  builder = records.prepare(lambda: FolderDataset(layout=layout, data_dir=data_dir),
+                            f'{PREFIX}{layout.root}')
   return builder, bad

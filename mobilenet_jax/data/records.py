@@ -8,9 +8,10 @@ source, where converting would need Apache Beam (TFDS's `convert_format`), which
 does not install.
 """
 
-import dataclasses
+from collections.abc import Callable
 
 import tensorflow_datasets as tfds
+from etils import epath
 
 FILE_FORMAT = 'array_record'
 
@@ -26,17 +27,20 @@ def stale_format(builder: tfds.core.DatasetBuilder) -> str | None:
   return None if not builder.is_prepared() or ready(builder) else builder.info.file_format.value
 
 
-def prepare(builder: tfds.core.DatasetBuilder, name: str,
-            download_config: tfds.download.DownloadConfig | None = None, **kwargs) -> None:
-  """`builder.download_and_prepare` in array_record; a dataset prepared in another format is
-  deleted and prepared again from its source (TFDS's downloads, manual_dir or local files)."""
-  download_config = download_config or tfds.download.DownloadConfig()
+def prepare(make: Callable[[], tfds.core.DatasetBuilder], name: str,
+            download_config: tfds.download.DownloadConfig | None = None,
+            **kwargs) -> tfds.core.DatasetBuilder:
+  """The builder `make` returns, prepared in array_record. A dataset prepared in another format is
+  deleted first, its source (TFDS's downloads, manual_dir, local files) kept, and prepared again
+  by a new builder: TFDS fixes a builder's format once it has read the old one's metadata."""
+  builder = make()
   stale = stale_format(builder)
   if stale:
     print(f'{name}: prepared in {builder.data_dir} as {stale}, which is read only in order; '
           f'preparing it again, once, as {FILE_FORMAT}, which training reads by index',
           flush=True)
-    download_config = dataclasses.replace(
-        download_config, download_mode=tfds.download.GenerateMode.REUSE_CACHE_IF_EXISTS)
+    epath.Path(builder.data_dir).rmtree()
+    builder = make()
   builder.download_and_prepare(download_config=download_config, file_format=FILE_FORMAT,
                                **kwargs)
+  return builder
