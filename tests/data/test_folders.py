@@ -143,7 +143,7 @@ def test_a_folder_prepared_as_tfrecord_by_an_earlier_version_is_prepared_again_o
   assert builder.data_dir == old.data_dir and records.ready(builder)
   assert 'as tfrecord, which is read only in order; preparing it again, once, as array_record' \
       in capsys.readouterr().out
-  source = input_pipeline.data_source(builder, 'train')
+  source = builder.as_data_source('train')
   assert len(source) == datasets.split_size(builder, 'train') == 9
   assert {source[i]['file_name'] for i in range(9)} == {
       p.encode() for p, _ in layout.splits['train']}

@@ -54,9 +54,9 @@ def _epoch_reads(config, epoch, skip, process_index, process_count):
   with mock_data(num_examples=EXAMPLES):
     builder = datasets.load_builder(config)
     source = CountingSource(input_pipeline.data_source(builder, config.train_split))
-    batches = list(input_pipeline._train_epoch(source, config, epoch, skip, EXAMPLES // 8,
-                                               process_index, process_count)
-                   .as_numpy_iterator())
+    epoch_ds = input_pipeline._train_epoch(builder, source, config, epoch, skip, EXAMPLES // 8,
+                                           process_index, process_count)
+    batches = list(epoch_ds.as_numpy_iterator())
   return source.reads, batches
 
 
@@ -117,6 +117,6 @@ def test_eval_batches_of_each_host_are_its_block_of_each_global_batch(process_co
   labels = [np.concatenate(b) for b in zip(*[[x['label'] for x in host] for host in blocks])]
   assert [int(m.sum()) for m in masks] == [8, 8, 4] and masks[-1][:4].all()
   with mock_data(num_examples=20):
-    source = input_pipeline.data_source(datasets.load_builder(config), config.eval_split)
+    source = datasets.load_builder(config).as_data_source(config.eval_split)
     expected = [int(source[i]['label']) for i in range(20)]
   assert np.concatenate([l[m] for l, m in zip(labels, masks)]).tolist() == expected
