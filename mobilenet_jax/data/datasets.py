@@ -22,7 +22,7 @@ from tensorflow_datasets.core import naming
 from tensorflow_datasets.image_classification import mnist
 
 from mobilenet_jax import errors
-from mobilenet_jax.data import folders
+from mobilenet_jax.data import folders, records
 from mobilenet_jax.errors import ConfigError, DatasetUnavailable
 
 IDX_FILES = {
@@ -122,7 +122,9 @@ def load_builder(config: Any) -> tfds.core.DatasetBuilder:
 def _folder_builder(root: str, config: Any) -> tfds.core.DatasetBuilder:
   layout = folders.scan(root, config.folder_eval_fraction, config.folder_skip_bad_files)
   check_splits(config, layout.splits)  # before anything is written
-  builder, skipped = folders.prepare(layout, config.data_dir, config.folder_skip_bad_files)
+  builder, skipped = folders.prepare(
+      layout, config.data_dir, config.folder_skip_bad_files,
+      announce=lambda: _one_line(f'preparing {config.dataset} (once)'))
   if skipped:
     print(f'{config.dataset}: left out {len(skipped)} files that are not images, the first '
           f'{skipped[0]!r} (folder_skip_bad_files)', flush=True)
@@ -132,20 +134,29 @@ def _folder_builder(root: str, config: Any) -> tfds.core.DatasetBuilder:
 def _registered_builder(config: Any) -> tfds.core.DatasetBuilder:
   name, data_dir = config.dataset, config.data_dir
   builder = tfds.builder(name, data_dir=data_dir)
-  if builder.is_prepared():
+  if records.ready(builder):
     return builder
   if name == 'fashion_mnist' and _has_idx_files(config.fashion_mnist_dir):
-    idx_builder = _FashionMNISTFromIDX(idx_dir=config.fashion_mnist_dir, data_dir=data_dir)
-    with _one_line(f'preparing {name} in {builder.data_dir_root} from the IDX files in '
-                   f'{config.fashion_mnist_dir} (once)'):
-      idx_builder.download_and_prepare(
-          download_dir=os.path.join(builder.data_dir_root, 'downloads'))
+    records.prepare(lambda: _FashionMNISTFromIDX(idx_dir=config.fashion_mnist_dir,
+                                                 data_dir=data_dir),
+                    name, announce=lambda: _one_line(
+                        f'preparing {name} in {builder.data_dir_root} from the IDX files in '
+                        f'{config.fashion_mnist_dir} (once)'),
+                    download_dir=os.path.join(builder.data_dir_root, 'downloads'))
     return tfds.builder(name, data_dir=data_dir)
   if config.download:
-    with _one_line(f'downloading and preparing {name} in {builder.data_dir_root} (once)'):
-      builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
-          manual_dir=config.manual_dir))
-    return builder
+    return records.prepare(lambda: tfds.builder(name, data_dir=data_dir), name,
+                           tfds.download.DownloadConfig(manual_dir=config.manual_dir),
+                           announce=lambda: _one_line(f'downloading and preparing {name} in '
+                                                      f'{builder.data_dir_root} (once)'))
+  stale = records.stale_format(builder)
+  if stale:
+    raise DatasetUnavailable(
+        f'dataset {name!r} is prepared in {builder.data_dir} as {stale}, which is read only in '
+        f'order; training reads by index from {records.FILE_FORMAT}: run once with '
+        '--config.download=True to prepare it again (from TFDS\'s downloads or manual_dir), or '
+        f'convert it: tfds convert_format --dataset_version_dir={builder.data_dir} '
+        f'--out_file_format={records.FILE_FORMAT} (needs apache-beam)')
   how = {
       'fashion_mnist': f'install the IDX files (`apt-get install dataset-fashion-mnist`) or point '
                        f'--config.fashion_mnist_dir at a folder holding {", ".join(IDX_FILES.values())}',

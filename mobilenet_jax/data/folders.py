@@ -10,10 +10,10 @@ left to train). So
 the same folder always splits the same way, and an added image never moves another one between
 the splits.
 
-The images are written once, as they are (no re-encoding), into TFDS's own tfrecord format
+The images are written once, as they are (no re-encoding), into TFDS's array_record format
 under `data_dir`, by a small builder of ours: TFDS's `ImageFolder` reads the files on every
-pass and shuffles none of them by seed, while a prepared dataset is read by the same
-`builder.as_dataset` as every TFDS dataset, with its seeded file shuffle and exact resume. The
+pass and shuffles none of them by seed, while a prepared dataset is read by index like every
+TFDS dataset (`input_pipeline`), with its seeded order and exact resume. The
 prepared dataset is keyed by a fingerprint of the file list (relative paths and sizes), so a
 changed folder is prepared anew rather than read stale.
 
@@ -22,15 +22,18 @@ file that is not an image TensorFlow decodes stops the preparation with one line
 first bad file and the count (or is left out with `config.folder_skip_bad_files`).
 """
 
+import contextlib
 import dataclasses
 import hashlib
 import os
 import re
+from collections.abc import Callable
 
 import numpy as np
 import tensorflow_datasets as tfds
 from PIL import Image
 
+from mobilenet_jax.data import records
 from mobilenet_jax.errors import ConfigError
 
 PREFIX = 'folder:'
@@ -204,14 +207,16 @@ class FolderDataset(tfds.core.GeneratorBasedBuilder, skip_registration=True):
                    'file_name': path}
 
 
-def prepare(layout: Layout, data_dir: str | None, skip_bad_files: bool
+def prepare(layout: Layout, data_dir: str | None, skip_bad_files: bool,
+            announce: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext
             ) -> tuple[FolderDataset, list[str]]:
-  """The builder of a scanned folder, prepared on first use (its images checked first), and the
-  files left out as bad ones (only with `skip_bad_files`)."""
+  """The builder of a scanned folder, prepared on first use (its images checked first, the
+  writing in the context `announce()`), and the files left out as bad ones (only with
+  `skip_bad_files`)."""
   builder = FolderDataset(layout=layout, data_dir=data_dir)
-  if builder.is_prepared():
+  if records.ready(builder):
     return builder, []
   layout, bad = without_bad_files(layout, skip_bad_files)
-  builder = FolderDataset(layout=layout, data_dir=data_dir)
-  builder.download_and_prepare()
+  builder = records.prepare(lambda: FolderDataset(layout=layout, data_dir=data_dir),
+                            f'{PREFIX}{layout.root}', announce=announce)
   return builder, bad

@@ -11,7 +11,7 @@ import tensorflow_datasets as tfds
 from PIL import Image
 
 from mobilenet_jax import train
-from mobilenet_jax.data import datasets, folders, input_pipeline
+from mobilenet_jax.data import datasets, folders, input_pipeline, records
 from mobilenet_jax.errors import ConfigError
 from tests.train_fixtures import tiny_config
 
@@ -118,18 +118,37 @@ def test_prepared_once_read_by_tfds_and_prepared_anew_when_files_change(tmp_path
   assert {s: datasets.split_size(builder, s) for s in ('train', 'validation')} == {
       'train': 27, 'validation': 3}
   files = {ex['file_name'].decode(): ex['label']
-           for ex in builder.as_dataset(split='validation').as_numpy_iterator()}
+           for ex in builder.as_data_source('validation')}
   assert files == {p: l for p, l in folders.scan(str(root), 0.1).splits['validation']}
-  stored = next(iter(builder.as_dataset(split='train', decoders={
-      'image': tfds.decode.SkipDecoding()}).as_numpy_iterator()))
+  stored = builder.as_data_source('train', decoders={'image': tfds.decode.SkipDecoding()})[0]
   assert stored['image'] == (root / stored['file_name'].decode()).read_bytes()  # as it was
   monkeypatch.setattr(folders.FolderDataset, 'download_and_prepare',
-                      lambda self: pytest.fail('prepared twice'))
+                      lambda *_, **__: pytest.fail('prepared twice'))
   assert datasets.load_builder(config).data_dir == builder.data_dir
   monkeypatch.undo()
   make_images(root, classes=('cat',), per_class=12)  # two more cats
   grown = datasets.load_builder(config)
   assert grown.data_dir != builder.data_dir and datasets.split_size(grown, 'train') == 29
+
+
+def test_a_folder_prepared_as_tfrecord_by_an_earlier_version_is_prepared_again_once(tmp_path,
+                                                                                    capsys):
+  root = make_images(tmp_path / 'images', per_class=4)
+  config = folder_config(root, tmp_path)
+  layout = folders.scan(str(root), config.folder_eval_fraction)
+  old = folders.FolderDataset(layout=layout, data_dir=config.data_dir)
+  old.download_and_prepare(file_format='tfrecord')  # as the version before array_record did
+  assert old.is_prepared() and not records.ready(old)
+  builder = datasets.load_builder(config)
+  assert builder.data_dir == old.data_dir and records.ready(builder)
+  assert 'as tfrecord, which is read only in order; preparing it again, once, as array_record' \
+      in capsys.readouterr().out
+  source = builder.as_data_source('train')
+  assert len(source) == datasets.split_size(builder, 'train') == 9
+  assert {source[i]['file_name'] for i in range(9)} == {
+      p.encode() for p, _ in layout.splits['train']}
+  datasets.load_builder(config)
+  assert capsys.readouterr().out == ''  # once
 
 
 @pytest.mark.slow  # ~40 s of compiling a 3-class model; the folder's input is tested above

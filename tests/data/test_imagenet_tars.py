@@ -67,7 +67,7 @@ def test_imagenet_is_prepared_from_its_tar_files_with_both_splits_labelled(tmp_p
   names = builder.info.features['label'].names
   assert len(names) == 1000 and builder.info.splits.keys() == {'train', 'validation'}
   labels = lambda split: {ex['file_name'].decode(): names[ex['label']]
-                          for ex in builder.as_dataset(split=split).as_numpy_iterator()}
+                          for ex in builder.as_data_source(split)}
   assert labels('validation') == {f'ILSVRC2012_val_{i + 1:08d}.JPEG': synset
                                   for i, synset in enumerate(SYNSETS)}
   train_labels = labels('train')
