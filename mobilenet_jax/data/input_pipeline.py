@@ -3,10 +3,10 @@
 An epoch's order and augmentation are pure functions of (seed, epoch): the files are shuffled
 with a per-epoch seed, examples are shuffled with it, and each example draws its augmentation
 (crop, flip, RandAugment, random erasing) from (seed, epoch, position); Mixup and CutMix happen
-on the device, from (seed, step). Each process takes every process_count-th example of that one
-order, so a global batch holds the same images on one host or several. Resuming at step s
-rebuilds epoch s // steps_per_epoch and skips the batches already seen before any decoding, so a
-resumed run sees the same images.
+on the device, from (seed, step). Each process takes its block of each global batch of that one
+order, so a global batch holds the same images in the same rows on one host or several. Resuming
+at step s rebuilds epoch s // steps_per_epoch and skips the batches already seen before any
+decoding, so a resumed run sees the same images.
 """
 
 import concurrent.futures
@@ -66,15 +66,23 @@ def _read(builder, split: str, *, shuffle_seed: int | None, whole: bool = False
 def _train_epoch(builder, config, epoch: int, skip_batches: int, local_batch: int,
                  steps_per_epoch: int) -> tf.data.Dataset:
   """One epoch of this process's batches: every process reads the whole split in the same seeded
-  order and takes every process_count-th example of it, so that each global batch holds the same
-  examples however many processes share it."""
+  order and takes its block of each global batch, so that each global batch holds the same
+  examples in the same rows however many processes share it."""
   seed = config.seed * 1_000_003 + epoch
   global_batch = config.batch_size
   ds = _read(builder, config.train_split, shuffle_seed=seed, whole=True)
   ds = ds.enumerate().shuffle(config.input.shuffle_buffer, seed=seed,
                               reshuffle_each_iteration=False)
   ds = ds.take(steps_per_epoch * global_batch).skip(skip_batches * global_batch)
-  ds = ds.shard(jax.process_count(), jax.process_index())
+  # Process p takes the p-th block of local_batch examples of each global batch, the rows its
+  # devices hold of the global array (`parallel.to_devices`): the global batch is then the same
+  # array, row for row, on any number of hosts, and so are the per-row draws of the step
+  # (dropout, drop path, Mixup's partners). Every process_count-th example instead would
+  # permute the rows with the host count.
+  first = jax.process_index() * local_batch
+  ds = ds.enumerate().filter(
+      lambda position, _: (position % global_batch >= first)
+      & (position % global_batch < first + local_batch)).map(lambda _, element: element)
   image_fn = functools.partial(
       preprocessing.train_image, size=config.input.image_size, style=config.input.preprocessing,
       padding=config.input.crop_padding, flip=config.input.random_flip)
