@@ -33,6 +33,11 @@ conv_init = nn.initializers.variance_scaling(2.0, 'fan_out', 'normal')
 dense_init = nn.initializers.normal(0.01)
 
 
+# A matmul whose products are accumulated and returned in float32 whatever its inputs' dtype
+# (bfloat16 compute): for the few outputs that must stay float32, the logits.
+float32_dot_general = functools.partial(jax.lax.dot_general, preferred_element_type=jnp.float32)
+
+
 def activate(name: str | None, x: jax.Array) -> jax.Array:
   return x if name is None else ACTIVATIONS[name](x)
 
