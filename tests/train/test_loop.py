@@ -13,7 +13,7 @@ import pytest
 from mobilenet_jax import train
 from mobilenet_jax.train import checkpointing, parallel, setup
 from mobilenet_jax.errors import ConfigError
-from tests.train_fixtures import mock_data, restored_checkpoint, tiny_config
+from tests.train_fixtures import RANDOM_STEP, mock_data, restored_checkpoint, tiny_config
 
 
 @pytest.mark.parametrize('dataset', ['cifar10', 'imagenet2012'])
@@ -91,8 +91,10 @@ def test_a_finished_run_given_again_does_not_train_again_unless_given_more_steps
 
 
 def test_eight_devices_and_one_give_the_same_training(tmp_path):
+  """With every random draw of the step on: the draws are functions of (seed, step) and of the
+  row of the global batch, whatever the devices hold of it."""
   assert jax.device_count() == 8
-  config = tiny_config(batch_size=16, **{'model.dropout_rate': 0.0})
+  config = tiny_config(batch_size=16, **RANDOM_STEP)
   model = setup.build_model(config)
   rng = np.random.default_rng(0)
   batches = [{'image': rng.normal(size=(16, 16, 16, 3)).astype(np.float32),
