@@ -73,6 +73,14 @@ AUGMENTED = {'input.randaugment_layers': 2, 'input.randaugment_magnitude': 9.0,
              'input.mix_switch_prob': 0.5}
 
 
+# Every random draw inside the train step on, each changing every batch: dropout, stochastic
+# depth (on the residual row added to the tiny table: 0.2 there, the first residual row's rate
+# is 0) and Mixup or CutMix on every batch.
+RANDOM_STEP = {'model.blocks': TINY_TABLE + (('ir', 3, 32, 16, False, 'relu', 1, 1),),
+               'model.dropout_rate': 0.2, 'model.drop_path_rate': 0.3,
+               'input.mixup_alpha': 0.8, 'input.cutmix_alpha': 1.0, 'input.mix_prob': 1.0}
+
+
 def mock_data(num_examples: int = 24):
   return tfds.testing.mock_data(num_examples=num_examples,
                                 policy=tfds.testing.MockPolicy.USE_CODE)

@@ -127,10 +127,11 @@ class MultiQueryAttention(nn.Module):
 
     keys, values = one_head('key'), one_head('value')
     query = query.reshape(n, h * w, r.heads, r.key_dim) * r.key_dim ** -0.5
-    logits = jnp.einsum('nlhd,npd->nhlp', query, keys)
-    # The softmax in float32 at least (bfloat16 compute), in float64 when the model computes in it.
-    weights = jax.nn.softmax(logits.astype(jnp.promote_types(logits.dtype, jnp.float32)),
-                             axis=-1).astype(values.dtype)
+    # Scores accumulated by the matmul in float32 at least (bfloat16 compute; float64 when the
+    # model computes in it), the softmax over them too.
+    logits = jnp.einsum('nlhd,npd->nhlp', query, keys,
+                        preferred_element_type=jnp.promote_types(query.dtype, jnp.float32))
+    weights = jax.nn.softmax(logits, axis=-1).astype(values.dtype)
     attended = jnp.einsum('nhlp,npd->nlhd', weights, values).reshape(n, h, w, -1)
     y = self.conv(r.out, kernel_init=attention_init, name='output')(attended)
     return add_residual(x, y, 1, self.layer_scale_init, self.drop_path)

@@ -33,6 +33,14 @@ conv_init = nn.initializers.variance_scaling(2.0, 'fan_out', 'normal')
 dense_init = nn.initializers.normal(0.01)
 
 
+def float32_dot_general(lhs, rhs, dimension_numbers, precision=None, **kwargs) -> jax.Array:
+  """A matmul whose products are accumulated and returned in float32 at least, whatever its
+  inputs' dtype (bfloat16 compute; float64 stays float64): for the few outputs that must stay
+  float32, the logits."""
+  kwargs['preferred_element_type'] = jnp.promote_types(jnp.result_type(lhs, rhs), jnp.float32)
+  return jax.lax.dot_general(lhs, rhs, dimension_numbers, precision=precision, **kwargs)
+
+
 def activate(name: str | None, x: jax.Array) -> jax.Array:
   return x if name is None else ACTIVATIONS[name](x)
 

@@ -10,7 +10,8 @@ from mobilenet_jax.models.architecture import Architecture, features
 from mobilenet_jax.models.blocks import (ConvLayer, DepthwiseSeparable, FusedInvertedResidual,
                                          InvertedResidual, MultiQueryAttention)
 from mobilenet_jax.models.fusion import MultiScaleFusion
-from mobilenet_jax.models.layers import ConvBN, DropPath, activate, dense_init
+from mobilenet_jax.models.layers import (ConvBN, DropPath, activate, dense_init,
+                                         float32_dot_general)
 from mobilenet_jax.ops.batch_norm import BatchNorm
 from mobilenet_jax.ops.conv import Conv
 
@@ -103,6 +104,7 @@ class MobileNet(nn.Module):
       x = nn.Dense(head_width, dtype=self.dtype, kernel_init=dense_init, name='head_conv')(x)
       x = activate(self.architecture.head_activation, x)
     x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
-    x = nn.Dense(self.num_classes, dtype=self.dtype, kernel_init=dense_init,
-                 name='classifier')(x)
-    return x.astype(jnp.float32)
+    # Accumulated and returned in float32 by the matmul itself: the loss and the softmax of a
+    # bfloat16 network see logits that were never rounded to 8 bits.
+    return nn.Dense(self.num_classes, dtype=self.dtype, kernel_init=dense_init,
+                    dot_general=float32_dot_general, name='classifier')(x)

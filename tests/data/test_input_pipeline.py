@@ -4,6 +4,7 @@ import itertools
 import re
 import time
 
+import jax
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
@@ -50,6 +51,24 @@ def test_augmented_batches_are_a_function_of_seed_epoch_and_example():
     np.testing.assert_array_equal(augmented['label'], crop_and_flip['label'])  # same order
     assert not np.array_equal(augmented['image'], crop_and_flip['image'])
     assert np.isfinite(augmented['image']).all() and np.abs(augmented['image']).max() < 10
+
+
+def test_each_process_reads_its_block_of_the_global_batch_row_for_row(monkeypatch):
+  """Two processes' batches, stacked as `parallel.to_devices` places them (process 0's rows
+  first), are one process's global batch in the same row order: the step's per-row draws
+  (dropout, drop path, Mixup's partners) then fall on the same images on any number of hosts."""
+  config = tiny_config()
+  _, whole = _batches(config, 1, 2)  # from a resumed step: the skip counts global batches
+  monkeypatch.setattr(jax, 'process_count', lambda: 2)
+  shares = []
+  for index in (0, 1):
+    monkeypatch.setattr(jax, 'process_index', lambda index=index: index)
+    shares.append(_batches(config, 1, 2)[1])
+  for step, batch in enumerate(whole):
+    assert shares[0][step]['image'].shape[0] == 4
+    for key in ('image', 'label'):
+      np.testing.assert_array_equal(
+          np.concatenate([shares[0][step][key], shares[1][step][key]]), batch[key])
 
 
 def test_eval_batches_cover_the_split_once_with_padding_masked():

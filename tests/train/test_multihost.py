@@ -1,5 +1,6 @@
 """Several hosts: 2 processes on 127.0.0.1 with a device each train as 1 process with 2 devices
-and as 1 device do: the data order and the global batch are functions of the config alone."""
+and as 1 device do, with dropout, drop path and Mixup/CutMix on: the data order, the global batch
+row for row and every random draw of the step are functions of the config alone."""
 
 import json
 import os
@@ -22,9 +23,9 @@ from mobilenet_jax.train import parallel
 if len(sys.argv) > 2:
   parallel.initialize_hosts()
 from mobilenet_jax import train
-from tests.train_fixtures import mock_data, tiny_config
+from tests.train_fixtures import RANDOM_STEP, mock_data, tiny_config
 config = tiny_config(num_train_steps=4, batch_size=8, log_every_steps=1, eval_every_steps=4,
-                     **{'model.dropout_rate': 0.0})
+                     **RANDOM_STEP)
 with mock_data():
   train.train_and_evaluate(config, sys.argv[1])
 """
