@@ -20,6 +20,7 @@ import hashlib
 import json
 import os
 import threading
+import time
 import weakref
 from typing import Any
 
@@ -35,6 +36,7 @@ from mobilenet_jax.train import workdir as run_dir
 INTEGRITY_SUFFIX = '.integrity.json'
 CORRUPT_SUFFIX = '.corrupt'
 _READ_BYTES = 1 << 24
+_POLL_SECONDS = 0.05
 
 # The manifest thread of each manager's last save, joined before the next save or a restore.
 _manifest_writers: 'weakref.WeakKeyDictionary[ocp.CheckpointManager, _ManifestWriter]' = (
@@ -109,13 +111,13 @@ class _ManifestWriter(threading.Thread):
     self.manager, self.step, self.error = manager, step, None
 
   def run(self) -> None:
-    try:
-      self.manager.wait_until_finished()  # orbax's own threads; joinable from several
-    except Exception:  # pylint: disable=broad-exception-caught
-      return  # the save failed: the calling thread reports it (`check`, `finish`)
+    # Polled, not `wait_until_finished`: that would take the error of a failed save, and the
+    # step from orbax's list, before the calling thread reports them (`check`, `finish`).
+    while self.manager.is_saving_in_progress():
+      time.sleep(_POLL_SECONDS)
     try:
       step_dir = epath.Path(self.manager.directory) / str(self.step)
-      if step_dir.is_dir():  # not when a later save's max_to_keep already dropped it
+      if step_dir.is_dir():  # renamed into place: committed (a failed save leaves none)
         _write_atomically(_integrity_path(self.manager, self.step),
                           json.dumps({'files': file_checksums(step_dir)}))
     except Exception as error:  # pylint: disable=broad-exception-caught
