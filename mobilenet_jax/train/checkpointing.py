@@ -3,74 +3,145 @@ themselves on restore.
 
 Orbax writes each checkpoint to a temporary folder and renames it when complete, so a process
 killed at any moment leaves the last finished checkpoint to resume from. That does not cover a
-file damaged afterwards (a truncated copy, a bad disk), which orbax may restore silently. So
-before each save the state's arrays are hashed into `checkpoints/<step>.integrity.json`; a
-restore checks every array against it, and a step that fails to restore or to match is moved
-aside (`<step>.corrupt`, which orbax does not take for a step) for the previous one.
+file damaged afterwards (a truncated copy, a bad disk): orbax checksums only the index of a
+zarr3 shard (crc32c), not the arrays' bytes, and may restore damaged data silently. So once a
+save is committed, a thread of ours hashes the files it wrote into
+`checkpoints/<step>.integrity.json`, off the training path (the state is never copied for it);
+a restore first checks the files against it on process 0, and a step that fails to match or to
+restore is moved aside (`<step>.corrupt`, which orbax does not take for a step) for the previous
+one. Process 0 takes that decision for every host (`hosts.py`).
+
+The folder goes through `etils.epath`, as orbax's own files do: a local folder, gs://, s3://.
 """
 
 import dataclasses
 import errno
-import glob
 import hashlib
 import json
 import os
-import shutil
+import threading
+import time
+import weakref
 from typing import Any
 
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
 from etils import epath
-from jax.experimental import multihost_utils
 
 from mobilenet_jax.errors import CheckpointWriteError, ConfigError
+from mobilenet_jax.train import hosts
 from mobilenet_jax.train import workdir as run_dir
 
 INTEGRITY_SUFFIX = '.integrity.json'
 CORRUPT_SUFFIX = '.corrupt'
+_READ_BYTES = 1 << 24
+_POLL_SECONDS = 0.05
+
+# The manifest thread of each manager's last save, joined before the next save or a restore.
+_manifest_writers: 'weakref.WeakKeyDictionary[ocp.CheckpointManager, _ManifestWriter]' = (
+    weakref.WeakKeyDictionary())
+# Managers that save on the calling thread: their manifests are written there too, after the save
+# (a background thread would gain nothing, and tests' tfds.testing.mock_data, which swaps in a
+# process-wide mock file system while a dataset opens, would catch its reads).
+_synchronous: 'weakref.WeakSet[ocp.CheckpointManager]' = weakref.WeakSet()
+
+
+def checkpoint_dir(workdir: str) -> epath.Path:
+  """The run's `checkpoints/` folder; ConfigError for a store that orbax cannot write to."""
+  try:
+    path = epath.Path(workdir)
+  except KeyError:  # epath's registry of URI schemes
+    raise ConfigError(
+        f'--workdir={workdir} is on a store that orbax cannot write checkpoints to; give a local '
+        'folder, gs://... or s3://...') from None
+  if not str(workdir).partition('://')[1]:
+    path = path.absolute()
+  return path / run_dir.CHECKPOINTS_DIR
 
 
 def create_manager(workdir: str, keep: int, asynchronous: bool = True) -> ocp.CheckpointManager:
-  return ocp.CheckpointManager(
-      os.path.join(os.path.abspath(workdir), run_dir.CHECKPOINTS_DIR),
+  manager = ocp.CheckpointManager(
+      checkpoint_dir(workdir),
       options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
                                            cleanup_tmp_directories=True,
                                            enable_async_checkpointing=asynchronous))
-
-
-def _host_value(x: Any) -> np.ndarray:
-  """A replicated array's value on this host (the whole array is not addressable on several)."""
-  if isinstance(x, jax.Array) and not x.is_fully_addressable:
-    x = x.addressable_data(0)
-  return np.asarray(x)
+  if not asynchronous:
+    _synchronous.add(manager)
+  return manager
 
 
 def checksums(state: Any) -> dict[str, str]:
-  """A digest of every array of `state`, by its path in the tree."""
-  leaves = jax.tree_util.tree_leaves_with_path(state)
-  return {jax.tree_util.keystr(path): hashlib.blake2b(
-      np.ascontiguousarray(_host_value(leaf)).tobytes(), digest_size=16).hexdigest()
-          for path, leaf in leaves}
+  """A digest of every array of `state`, by its path in the tree: the manifests of checkpoints
+  written before they were hashed by file, still verified on restore."""
+  def host_value(x):
+    if isinstance(x, jax.Array) and not x.is_fully_addressable:
+      x = x.addressable_data(0)  # replicated: the whole array is not addressable on several
+    return np.ascontiguousarray(np.asarray(x))
+  return {jax.tree_util.keystr(path): hashlib.blake2b(host_value(leaf).tobytes(),
+                                                      digest_size=16).hexdigest()
+          for path, leaf in jax.tree_util.tree_leaves_with_path(state)}
 
 
-def _integrity_path(manager: ocp.CheckpointManager, step: int) -> str:
-  return os.path.join(str(manager.directory), f'{step}{INTEGRITY_SUFFIX}')
+def _digest(path: epath.Path) -> str:
+  """A file's digest, read in pieces (an array file can be larger than we want in memory)."""
+  digest = hashlib.blake2b(digest_size=16)
+  with path.open('rb') as f:
+    while piece := f.read(_READ_BYTES):
+      digest.update(piece)
+  return digest.hexdigest()
+
+
+def file_checksums(step_dir: epath.Path) -> dict[str, str]:
+  """A digest of every file of a committed checkpoint, by its path in the step's folder."""
+  files = [folder / name for folder, _, names in step_dir.walk() for name in names]
+  return {str(path.relative_to(step_dir)): _digest(path) for path in sorted(files)}
+
+
+def _integrity_path(manager: ocp.CheckpointManager, step: int) -> epath.Path:
+  return epath.Path(manager.directory) / f'{step}{INTEGRITY_SUFFIX}'
+
+
+class _ManifestWriter(threading.Thread):
+  """Waits for a save to commit, then hashes its files into the step's manifest (process 0:
+  every host's files are in the one folder once orbax has committed it)."""
+
+  def __init__(self, manager: ocp.CheckpointManager, step: int):
+    super().__init__(name=f'checkpoint {step} manifest', daemon=True)
+    self.manager, self.step, self.error = manager, step, None
+
+  def run(self) -> None:
+    # Polled, not `wait_until_finished`: that would take the error of a failed save, and the
+    # step from orbax's list, before the calling thread reports them (`check`, `finish`).
+    while self.manager.is_saving_in_progress():
+      time.sleep(_POLL_SECONDS)
+    try:
+      step_dir = epath.Path(self.manager.directory) / str(self.step)
+      if step_dir.is_dir():  # renamed into place: committed (a failed save leaves none)
+        _write_atomically(_integrity_path(self.manager, self.step),
+                          json.dumps({'files': file_checksums(step_dir)}))
+    except Exception as error:  # pylint: disable=broad-exception-caught
+      self.error = error
 
 
 def save(manager: ocp.CheckpointManager, step: int, state: Any) -> None:
-  """Starts saving `state` as `step` (in the background when the manager is asynchronous).
+  """Starts saving `state` as `step` (in the background when the manager is asynchronous), and
+  its manifest after it, in a thread of ours: this thread neither copies nor hashes the state.
 
   A write that fails (a full disk) raises CheckpointWriteError naming the last intact step, and
   leaves no partial folder behind.
   """
   finish(manager)
   try:
-    if jax.process_index() == 0:
-      _write_atomically(_integrity_path(manager, step), json.dumps(checksums(state)))
     manager.save(step, args=ocp.args.StandardSave(state), force=True)
   except Exception as error:  # pylint: disable=broad-exception-caught
     raise _write_error(manager, step, error) from None
+  if jax.process_index() == 0:
+    writer = _manifest_writers[manager] = _ManifestWriter(manager, step)
+    if manager in _synchronous:
+      writer.run()  # the save has blocked for its write already
+    else:
+      writer.start()
 
 
 def _wait(manager: ocp.CheckpointManager) -> None:
@@ -89,25 +160,32 @@ def check(manager: ocp.CheckpointManager) -> None:
 
 
 def finish(manager: ocp.CheckpointManager) -> None:
-  """Waits until the last save is committed; raises CheckpointWriteError if it failed."""
+  """Waits until the last save and its manifest are committed; raises CheckpointWriteError if
+  either failed."""
   _wait(manager)
+  writer = _manifest_writers.pop(manager, None)
+  if writer is not None:
+    if writer.is_alive():
+      writer.join()
+    if writer.error is not None:
+      raise _write_error(manager, writer.step, writer.error)
   _remove_orphaned_manifests(manager)
 
 
-def _write_atomically(path: str, text: str) -> None:
-  with open(path + '.tmp', 'w') as f:
-    f.write(text)
-  os.replace(path + '.tmp', path)
+def _write_atomically(path: epath.Path, text: str) -> None:
+  temporary = path.parent / (path.name + '.tmp')
+  temporary.write_text(text)
+  temporary.replace(path)
 
 
 def _write_error(manager: ocp.CheckpointManager, step: int | None,
                  error: Exception) -> CheckpointWriteError:
-  directory = str(manager.directory)
-  for partial in glob.glob(os.path.join(directory, f'{step}.orbax-checkpoint-tmp*')):
-    shutil.rmtree(partial, ignore_errors=True)
-  if step is not None and os.path.exists(_integrity_path(manager, step)) and not os.path.isdir(
-      os.path.join(directory, str(step))):
-    os.remove(_integrity_path(manager, step))
+  directory = epath.Path(manager.directory)
+  for partial in directory.glob(f'{step}.orbax-checkpoint-tmp*'):
+    partial.rmtree(missing_ok=True)
+  integrity = _integrity_path(manager, step)
+  if step is not None and not (directory / str(step)).is_dir():
+    integrity.unlink(missing_ok=True)
   manager.reload()
   intact = [s for s in manager.all_steps() if s != step]
   number = getattr(error, 'errno', None)
@@ -128,18 +206,17 @@ def _remove_orphaned_manifests(manager: ocp.CheckpointManager) -> None:
   if jax.process_index() != 0:
     return
   kept = {str(s) for s in manager.all_steps()}
-  for path in glob.glob(os.path.join(str(manager.directory), f'*{INTEGRITY_SUFFIX}')):
-    step = os.path.basename(path).removesuffix(INTEGRITY_SUFFIX)
-    if step not in kept:
-      os.remove(path)
+  for path in epath.Path(manager.directory).glob(f'*{INTEGRITY_SUFFIX}'):
+    if path.name.removesuffix(INTEGRITY_SUFFIX) not in kept:
+      path.unlink(missing_ok=True)
 
 
 def _saved_tree(manager: ocp.CheckpointManager, step: int) -> Any | None:
   """The metadata tree of the checkpoint of `step`; None when unreadable (then the restore
   fails, as for any damage)."""
   try:
-    item = os.path.join(str(manager.directory), str(step), 'default')
-    saved = ocp.StandardCheckpointHandler().metadata(epath.Path(item))
+    item = epath.Path(manager.directory) / str(step) / 'default'
+    saved = ocp.StandardCheckpointHandler().metadata(item)
   except Exception:  # pylint: disable=broad-exception-caught
     return None
   return getattr(saved, 'tree', saved)
@@ -187,50 +264,87 @@ def _names(path) -> tuple[str, ...]:
   return tuple(str(getattr(k, 'key', getattr(k, 'name', getattr(k, 'idx', k)))) for k in path)
 
 
-def _verify(manager: ocp.CheckpointManager, step: int, state: Any) -> str | None:
-  """Why the restored `state` of `step` is not what was saved, or None when it is."""
+def _manifest(manager: ocp.CheckpointManager, step: int) -> dict | None:
+  """The manifest of `step`; None for a checkpoint written before checkpoints carried them
+  (trusted as orbax restores it)."""
   path = _integrity_path(manager, step)
-  if not os.path.exists(path):
-    return None  # written before checkpoints carried manifests: trusted as orbax restored it
-  with open(path) as f:
-    expected = json.load(f)
+  return json.loads(path.read_text()) if path.exists() else None
+
+
+def _verify_files(manager: ocp.CheckpointManager, step: int) -> str | None:
+  """Why the files of `step` are not those that were saved, or None when they are."""
+  expected = (_manifest(manager, step) or {}).get('files')
+  if expected is None:
+    return None  # no manifest, or one of arrays (`_verify_arrays`)
+  try:
+    got = file_checksums(epath.Path(manager.directory) / str(step))
+  except OSError as error:
+    return f'{type(error).__name__}: {error}'
+  bad = sorted(k for k in expected.keys() | got.keys() if got.get(k) != expected.get(k))
+  return f'{len(bad)} files differ from what was saved (first: {bad[0]})' if bad else None
+
+
+def _verify_arrays(manager: ocp.CheckpointManager, step: int, state: Any) -> str | None:
+  """Why the restored `state` of `step` differs from a manifest of arrays (as checkpoints
+  carried before their files were hashed), or None."""
+  expected = _manifest(manager, step)
+  if expected is None or 'files' in expected:
+    return None
   got = checksums(state)
   bad = sorted(k for k in expected if got.get(k) != expected[k])
   return f'{len(bad)} arrays differ from what was saved (first: {bad[0]})' if bad else None
 
 
+def _agreed_step(manager: ocp.CheckpointManager) -> int | None:
+  """The newest step whose files match their manifest, as process 0 finds it, on every host.
+  Process 0 moves aside the steps that do not match on its way; -1 is shared for none."""
+  step = -1
+  if jax.process_index() == 0:
+    manager.reload()
+    for candidate in sorted(manager.all_steps(), reverse=True):
+      problem = _verify_files(manager, candidate)
+      if problem is None:
+        step = candidate
+        break
+      _move_aside(manager, candidate, problem)
+  step = hosts.from_first_host(step)  # no host goes on before process 0 has moved its steps
+  manager.reload()
+  return None if step < 0 else step
+
+
 def restore_latest(manager: ocp.CheckpointManager, abstract_state: Any) -> Any | None:
   """The latest intact checkpoint, restored into `abstract_state`'s shapes and shardings.
 
-  Newest first, each step must restore and match its manifest; one that does not is moved
-  aside with a line saying so, and the step before it is tried. A checkpoint of an older
-  version, which lacks fields the state has gained since, restores into those it has.
+  Newest first, each step must match its manifest (process 0 checks the files) and restore on
+  every host; one that does not is moved aside with a line saying so, and the step before it
+  is tried. Every host restores the step process 0 chose. A checkpoint of an older version,
+  which lacks fields the state has gained since, restores into those it has.
   """
-  for step in sorted(manager.all_steps(), reverse=True):
+  finish(manager)  # a save of this session is committed, and its manifest written
+  while (step := _agreed_step(manager)) is not None:
     saved = _saved_tree(manager, step)
     _check_shapes(manager, step, saved, abstract_state)
     try:
       state = _restore(manager, step, saved, abstract_state)
-      problem = _verify(manager, step, state)
+      problem = _verify_arrays(manager, step, state)
     except Exception as error:  # pylint: disable=broad-exception-caught
       problem = f'{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ""}'
-    if problem is None:
+    if not hosts.any_host(problem is not None):
       fill = getattr(state, 'with_fields_added_since', None)
       return fill() if fill else state
-    _move_aside(manager, step, problem)
+    if jax.process_index() == 0:
+      _move_aside(manager, step, problem or 'it failed to restore on another host')
   return None
 
 
 def _move_aside(manager: ocp.CheckpointManager, step: int, problem: str) -> None:
-  directory = str(manager.directory)
-  target = os.path.join(directory, f'{step}{CORRUPT_SUFFIX}')
-  if jax.process_index() == 0:
-    shutil.rmtree(target, ignore_errors=True)
-    os.replace(os.path.join(directory, str(step)), target)
-    if os.path.exists(_integrity_path(manager, step)):
-      os.replace(_integrity_path(manager, step), os.path.join(target, 'integrity.json'))
-  if jax.process_count() > 1:
-    multihost_utils.sync_global_devices(f'checkpoint {step} moved aside')
-  manager.reload()
+  """On process 0: renames `step` to `<step>.corrupt`, its manifest within it."""
+  directory = epath.Path(manager.directory)
+  target = directory / f'{step}{CORRUPT_SUFFIX}'
+  target.rmtree(missing_ok=True)
+  (directory / str(step)).replace(target)
+  integrity = _integrity_path(manager, step)
+  if integrity.exists():
+    integrity.replace(target / 'integrity.json')
   print(f'checkpoint of step {step} is damaged ({problem}); moved aside to {target}',
         flush=True)

@@ -27,6 +27,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                        overrides: tuple[str, ...] = ()) -> dict:
   """Trains (or resumes) in `workdir` and returns the final results record."""
   run_dir.check_writable(workdir)
+  checkpointing.checkpoint_dir(workdir)  # a store orbax cannot write to is refused here
   run = setup.prepare(config, workdir)  # every check; nothing is written before it passes
   with (_sole_trainer(workdir), preemption.StopRequest() as stop,
         implementations.collecting() as chosen):

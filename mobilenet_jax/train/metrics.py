@@ -1,7 +1,6 @@
 """Where metrics go: TensorBoard and the log through clu, and `metrics.jsonl` for scripts."""
 
 import json
-import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -16,7 +15,7 @@ class JsonLinesWriter(metric_writers.interface.MetricWriter):
   """Appends one JSON object per `write_scalars` call: {"step": ..., name: value, ...}."""
 
   def __init__(self, path: str):
-    self._file = open(path, 'a')
+    self._file = run_dir.gfile().GFile(path, 'a')  # a local folder, gs://, ram://...
 
   def write_scalars(self, step: int, scalars: Mapping[str, Any]):
     record = {'step': int(step), **{k: float(np.asarray(v)) for k, v in scalars.items()}}
@@ -60,6 +59,8 @@ def create_writer(workdir: str, start_step: int) -> metric_writers.MetricWriter:
   if jax.process_index() > 0:
     return metric_writers.create_default_writer(workdir, just_logging=True)
   run_dir.truncate_metrics(workdir, start_step)
+  # clu's create_default_writer, less its epath.Path(workdir), which knows gs:// but not every
+  # store TensorBoard's writer does (ram://).
   return metric_writers.MultiWriter([
-      metric_writers.create_default_writer(workdir, asynchronous=False),
-      JsonLinesWriter(os.path.join(workdir, run_dir.METRICS_FILE))])
+      metric_writers.LoggingWriter(), metric_writers.SummaryWriter(workdir),
+      JsonLinesWriter(run_dir.join(workdir, run_dir.METRICS_FILE))])

@@ -18,7 +18,7 @@ from mobilenet_jax.data import datasets, input_pipeline, preprocessing
 from mobilenet_jax.interop import pretrained
 from mobilenet_jax.models import architecture
 from mobilenet_jax.models.registry import create_model
-from mobilenet_jax.train import optim, teachers, workdir as run_dir
+from mobilenet_jax.train import hosts, optim, teachers, workdir as run_dir
 
 PREPROCESSING = ('imagenet', 'small')
 # Four times the largest resolution the MobileNet papers train at (384 px for V4's largest):
@@ -120,7 +120,10 @@ def prepare(config: ml_collections.ConfigDict, workdir: str | None) -> Setup:
   Writes nothing."""
   changes = pretrained.configure(config) + datasets.configure(config)
   model = build_model(config)
-  resuming = workdir is not None and run_dir.check_config(workdir, config)
+  # Process 0's answer on every host: a host that looked after process 0 wrote config.json would
+  # skip init_from and start from other weights than the rest.
+  resuming = workdir is not None and bool(hosts.from_first_host(
+      run_dir.check_config(workdir, config)))
   weights = pretrained.read(config, model) if config.init_from and not resuming else None
   frozen = teachers.load_teachers(config)  # nothing of them is written before all is checked
   if resuming:

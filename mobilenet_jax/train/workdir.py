@@ -4,7 +4,8 @@ A run's workdir holds
   config.json      the run's config, written when it starts and checked when it resumes
   dataset.json     its dataset: {"dataset": ..., "classes": [name of label 0, ...]}, written
                    when it starts (what evaluation and prediction name the classes by)
-  lock             held (fcntl) by the process that trains in it; names its PID
+  lock             held (fcntl) by the process that trains in it; names its PID (a local
+                   folder only: an object store has no lock)
   checkpoints/     orbax checkpoints, a folder per step
   metrics.jsonl    one JSON object per logged step: {"step": ..., "train_loss": ..., ...}
   results.json     the final record (`results_record`), written when the run ends
@@ -16,6 +17,10 @@ and, for a run of a sweep (tools/sweeps.py),
   failure.json     its exit code and last log line, when it failed
   log.txt          its console output
 Training, evaluation, export, sweeps and reports all find these files through this module.
+
+The workdir can be a local folder or a URL of a store that TensorFlow's file system knows
+(gs://, s3:// with tensorflow-io, ram://): every file here goes through `tf.io.gfile`
+(`storage.py`), and the checkpoints through orbax's `etils.epath` (`checkpointing.py`).
 """
 
 import contextlib
@@ -30,6 +35,9 @@ import ml_collections
 from mobilenet_jax.errors import ConfigError, MissingRun, WorkdirInUse
 from mobilenet_jax.models import architecture
 from mobilenet_jax.train import steps
+# Where a run directory lives, re-exported: the rest of the package reaches run files through here.
+from mobilenet_jax.train.storage import (check_writable, gfile, is_url, join, read_json,
+                                         write_atomically, write_json)
 
 CONFIG_FILE = 'config.json'
 DATASET_FILE = 'dataset.json'
@@ -62,25 +70,12 @@ ADDED_FIELDS = {
 }
 
 
-def read_json(path: str) -> Any:
-  """A JSON file a run writes (results, config, sweep records); {} when it is not there yet."""
-  if not os.path.exists(path):
-    return {}
-  with open(path) as f:
-    return json.load(f)
-
-
-def write_json(path: str, record: Any) -> None:
-  with open(path, 'w') as f:
-    json.dump(record, f, indent=2)
-
-
 def read_metrics(workdir: str) -> list[dict]:
   """The records of metrics.jsonl so far (a run still going has written some)."""
-  path = os.path.join(workdir, METRICS_FILE)
-  if not os.path.exists(path):
+  path = join(workdir, METRICS_FILE)
+  if not gfile().exists(path):
     return []
-  with open(path) as f:
+  with gfile().GFile(path) as f:
     return [json.loads(line) for line in f if line.strip()]
 
 
@@ -89,14 +84,13 @@ def truncate_metrics(workdir: str, last_step: int) -> None:
   records = read_metrics(workdir)
   kept = [r for r in records if r['step'] <= last_step]
   if len(kept) != len(records):
-    with open(os.path.join(workdir, METRICS_FILE), 'w') as f:
-      f.writelines(json.dumps(r) + '\n' for r in kept)
+    write_atomically(join(workdir, METRICS_FILE), ''.join(json.dumps(r) + '\n' for r in kept))
 
 
 def read_config(workdir: str) -> ml_collections.ConfigDict:
   """The config a run was started with; raises MissingRun when `workdir` holds no run."""
-  path = os.path.join(workdir, CONFIG_FILE)
-  if not os.path.exists(path):
+  path = join(workdir, CONFIG_FILE)
+  if not gfile().exists(path):
     raise MissingRun(f'--workdir={workdir} holds no run ({path} is missing)')
   return ml_collections.ConfigDict(_with_added_fields(read_json(path)))
 
@@ -118,7 +112,7 @@ def check_config(workdir: str, config: ml_collections.ConfigDict) -> bool:
   parameters (table, width, classes) would make the checkpoint unusable, so it is refused before
   anything in the workdir is touched.
   """
-  if not os.path.exists(os.path.join(workdir, CONFIG_FILE)):
+  if not gfile().exists(join(workdir, CONFIG_FILE)):
     return False
   saved, model = read_config(workdir).model, config.model
   if (architecture.resolve(saved) != architecture.resolve(model)
@@ -140,7 +134,7 @@ def changed_fields(workdir: str, config: ml_collections.ConfigDict) -> list[str]
       else:
         out[prefix + key] = value
     return out
-  saved = flat(_plain(_with_added_fields(read_json(os.path.join(workdir, CONFIG_FILE)))))
+  saved = flat(_plain(_with_added_fields(read_json(join(workdir, CONFIG_FILE)))))
   now = flat(_plain(config.to_dict()))
   return sorted(k for k in now.keys() | saved.keys() if now.get(k) != saved.get(k))
 
@@ -151,25 +145,25 @@ def _plain(value: Any) -> Any:
 
 
 def save_config(workdir: str, config: ml_collections.ConfigDict) -> None:
-  os.makedirs(workdir, exist_ok=True)
-  with open(os.path.join(workdir, CONFIG_FILE), 'w') as f:
-    f.write(config.to_json_best_effort(indent=2))
+  """Writes config.json atomically (a rename): its presence is what says a run resumes."""
+  gfile().makedirs(workdir)
+  write_atomically(join(workdir, CONFIG_FILE), config.to_json_best_effort(indent=2))
 
 
 def save_dataset(workdir: str, dataset: str, classes: list[str]) -> None:
-  os.makedirs(workdir, exist_ok=True)
-  write_json(os.path.join(workdir, DATASET_FILE), {'dataset': dataset, 'classes': list(classes)})
+  gfile().makedirs(workdir)
+  write_json(join(workdir, DATASET_FILE), {'dataset': dataset, 'classes': list(classes)})
 
 
 def read_classes(workdir: str) -> list[str] | None:
   """The class names of a run's dataset, label by label; None for a run written without them."""
-  return read_json(os.path.join(workdir, DATASET_FILE)).get('classes')
+  return read_json(join(workdir, DATASET_FILE)).get('classes')
 
 
 def save_teachers(workdir: str, records: list[dict]) -> None:
   """Records a distilled run's teachers (`teachers.Teacher.record`); none: nothing written."""
   if records:
-    write_json(os.path.join(workdir, TEACHERS_FILE), records)
+    write_json(join(workdir, TEACHERS_FILE), records)
 
 
 def check_teachers(workdir: str, config: ml_collections.ConfigDict, records: list[dict]) -> None:
@@ -177,7 +171,7 @@ def check_teachers(workdir: str, config: ml_collections.ConfigDict, records: lis
   `records` (compared by the checksums of their weights, in order: a teacher run that trained on
   since, or another file under the same name, is another teacher). A resume without teachers is
   allowed (it is then no longer distilled, and says so among the changed fields)."""
-  path = os.path.join(workdir, TEACHERS_FILE)
+  path = join(workdir, TEACHERS_FILE)
   saved = read_json(path) or []
   if not records or [r['checksum'] for r in saved] == [r['checksum'] for r in records]:
     return
@@ -189,27 +183,19 @@ def check_teachers(workdir: str, config: ml_collections.ConfigDict, records: lis
                     'new workdir')
 
 
-def check_writable(workdir: str) -> None:
-  """Raises ConfigError unless `workdir` is a folder that can be written, or can be made one."""
-  path = os.path.abspath(workdir)
-  if os.path.exists(path) and not os.path.isdir(path):
-    raise ConfigError(f'--workdir={workdir} is a file; give a folder for the run')
-  existing = path
-  while not os.path.exists(existing):
-    existing = os.path.dirname(existing)
-  if not os.path.isdir(existing):
-    raise ConfigError(f'--workdir={workdir} cannot be made: {existing} is a file')
-  if not os.access(existing, os.W_OK | os.X_OK):
-    raise ConfigError(f'--workdir={workdir} is not writable: no permission on {existing}')
-
-
 @contextlib.contextmanager
 def locked(workdir: str) -> Iterator[None]:
   """Holds the workdir's lock: one trainer per workdir. Evaluating beside it needs no lock.
 
   An advisory fcntl lock is released by the kernel when its holder exits, however it exits, so
-  the lock of a killed trainer is never stale; the file stays, naming the last holder.
+  the lock of a killed trainer is never stale; the file stays, naming the last holder. An object
+  store has no such lock: there a line says so, and nothing stops a second trainer.
   """
+  if is_url(workdir):
+    print(f'--workdir={workdir} is on a store without file locks: nothing stops a second '
+          'trainer in it', flush=True)
+    yield
+    return
   os.makedirs(workdir, exist_ok=True)
   with open(os.path.join(workdir, LOCK_FILE), 'a+') as f:
     try:
@@ -230,18 +216,18 @@ def locked(workdir: str) -> Iterator[None]:
 
 
 def read_results(workdir: str) -> dict:
-  return read_json(os.path.join(workdir, RESULTS_FILE))
+  return read_json(join(workdir, RESULTS_FILE))
 
 
 def write_results(workdir: str, record: dict) -> None:
-  write_json(os.path.join(workdir, RESULTS_FILE), record)
+  write_json(join(workdir, RESULTS_FILE), record)
 
 
 def append_implementations(workdir: str, lines: Iterable[str]) -> str:
   """Adds `lines` (the 'auto' choices of a step) to the run's record of them; returns its path."""
-  path = os.path.join(workdir, IMPLEMENTATIONS_FILE)
-  with open(path, 'a') as f:
-    f.writelines(f'{line}\n' for line in lines)
+  path = join(workdir, IMPLEMENTATIONS_FILE)
+  with gfile().GFile(path, 'a') as f:
+    f.write(''.join(f'{line}\n' for line in lines))
   return path
 
 
@@ -291,10 +277,10 @@ def results_record(workdir: str, config: ml_collections.ConfigDict, overrides, p
 
 def state(workdir: str) -> str:
   """What a run's workdir shows: 'finished', 'failed', 'started' or 'pending'."""
-  if os.path.exists(os.path.join(workdir, FAILURE_FILE)):
+  if gfile().exists(join(workdir, FAILURE_FILE)):
     return 'failed'
-  if os.path.exists(os.path.join(workdir, RESULTS_FILE)):
+  if gfile().exists(join(workdir, RESULTS_FILE)):
     return 'finished'
-  if any(os.path.exists(os.path.join(workdir, f)) for f in (SWEEP_RUN_FILE, CONFIG_FILE)):
+  if any(gfile().exists(join(workdir, f)) for f in (SWEEP_RUN_FILE, CONFIG_FILE)):
     return 'started'
   return 'pending'

@@ -6,9 +6,11 @@ import errno
 import json
 import os
 import shutil
+import threading
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
@@ -129,3 +131,27 @@ def test_a_checkpoint_of_an_older_layout_resumes_with_ema_statistics_from_the_ra
   resumed, metrics = compiled.train_step(restored, compiled.to_devices(
       {'image': images, 'label': np.zeros(8, np.int32)}))  # donates: the buffers are its own
   assert int(resumed.step) == 1 and np.isfinite(float(metrics['loss']))
+
+
+def test_save_returns_without_copying_or_hashing_the_state_on_the_calling_thread(
+    tmp_path, monkeypatch):
+  hashed_on, copied_on = [], []
+  digest, checksums = checkpointing._digest, checkpointing.checksums
+  monkeypatch.setattr(checkpointing, '_digest', lambda path: hashed_on.append(
+      threading.current_thread()) or digest(path))
+  monkeypatch.setattr(checkpointing, 'checksums', lambda state: copied_on.append(
+      threading.current_thread()) or checksums(state))
+  manager = checkpointing.create_manager(str(tmp_path), 3)  # asynchronous, as training saves
+  state = {'w': jnp.arange(4096.0), 'b': jnp.ones((8, 8))}
+  checkpointing.save(manager, 1, state)
+  main = threading.main_thread()
+  assert main not in hashed_on and not copied_on  # save has returned: nothing hashed here
+  checkpointing.finish(manager)
+  assert hashed_on and main not in hashed_on and not copied_on
+  manifest = json.loads((tmp_path / 'checkpoints' / '1.integrity.json').read_text())
+  assert len(manifest['files']) == len(hashed_on) and all(len(d) == 32 for d in
+                                                          manifest['files'].values())
+  restored = checkpointing.restore_latest(manager, jax.tree.map(
+      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), state))
+  manager.close()
+  np.testing.assert_array_equal(restored['w'], state['w'])

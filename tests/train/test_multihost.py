@@ -79,3 +79,39 @@ def test_two_hosts_train_as_one_process_with_two_devices_and_as_one_device(tmp_p
   np.testing.assert_allclose(single_losses, losses, atol=1e-5)
   np.testing.assert_allclose(host_params, params, atol=1e-5)
   np.testing.assert_allclose(single_params, params, atol=1e-5)
+
+
+def _flip_bytes_of_largest_file(step_dir):
+  files = [os.path.join(d, f) for d, _, names in os.walk(step_dir) for f in names]
+  path = max(files, key=os.path.getsize)
+  with open(path, 'r+b') as f:
+    f.seek(os.path.getsize(path) // 2)
+    data = f.read(64)
+    f.seek(os.path.getsize(path) // 2)
+    f.write(bytes(b ^ 0x5A for b in data))
+
+
+@pytest.mark.slow
+def test_two_hosts_resume_alike_past_a_damaged_latest_checkpoint(tmp_path):
+  """Process 0 finds the latest checkpoint damaged and moves it aside; both hosts resume from
+  the one before, which process 0 chose, and end where an uninterrupted run does."""
+  workdir, port = tmp_path / 'hosts', _free_port()
+  hosts = [_launch(workdir, 1, i, port) for i in (0, 1)]
+  one = _launch(tmp_path / 'one_process', 2)
+  for process in hosts:
+    _, err = process.communicate(timeout=400)
+    assert process.returncode == 0, err[-2000:]
+  _flip_bytes_of_largest_file(workdir / 'checkpoints' / '4')
+  (workdir / 'results.json').unlink()
+  port = _free_port()
+  hosts = [_launch(workdir, 1, i, port) for i in (0, 1)]
+  outs = [process.communicate(timeout=400)[0] for process in hosts]  # kept for _outcome
+  assert 'checkpoint of step 4 is damaged' in outs[0]  # said once, by process 0
+  assert all('Resuming from the checkpoint of step 2' in out for out in outs)
+  _outcome(hosts[1], workdir)
+  host_losses, host_params = _outcome(hosts[0], workdir)
+  losses, params = _outcome(one, tmp_path / 'one_process')
+  assert (workdir / 'checkpoints' / '4.corrupt').is_dir()
+  assert json.loads((workdir / 'results.json').read_text())['steps'] == 4
+  np.testing.assert_allclose(host_losses, losses, atol=1e-5)
+  np.testing.assert_allclose(host_params, params, atol=1e-5)
