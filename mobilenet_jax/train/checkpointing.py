@@ -16,30 +16,22 @@ The folder goes through `etils.epath`, as orbax's own files do: a local folder, 
 
 import dataclasses
 import errno
-import hashlib
-import json
 import os
-import threading
-import time
 import weakref
 from typing import Any
 
 import jax
-import numpy as np
 import orbax.checkpoint as ocp
 from etils import epath
 
 from mobilenet_jax.errors import CheckpointWriteError, ConfigError
-from mobilenet_jax.train import hosts
+from mobilenet_jax.train import hosts, manifests
 from mobilenet_jax.train import workdir as run_dir
 
-INTEGRITY_SUFFIX = '.integrity.json'
 CORRUPT_SUFFIX = '.corrupt'
-_READ_BYTES = 1 << 24
-_POLL_SECONDS = 0.05
 
 # The manifest thread of each manager's last save, joined before the next save or a restore.
-_manifest_writers: 'weakref.WeakKeyDictionary[ocp.CheckpointManager, _ManifestWriter]' = (
+_manifest_writers: 'weakref.WeakKeyDictionary[ocp.CheckpointManager, manifests.Writer]' = (
     weakref.WeakKeyDictionary())
 # Managers that save on the calling thread: their manifests are written there too, after the save
 # (a background thread would gain nothing, and tests' tfds.testing.mock_data, which swaps in a
@@ -71,59 +63,6 @@ def create_manager(workdir: str, keep: int, asynchronous: bool = True) -> ocp.Ch
   return manager
 
 
-def checksums(state: Any) -> dict[str, str]:
-  """A digest of every array of `state`, by its path in the tree: the manifests of checkpoints
-  written before they were hashed by file, still verified on restore."""
-  def host_value(x):
-    if isinstance(x, jax.Array) and not x.is_fully_addressable:
-      x = x.addressable_data(0)  # replicated: the whole array is not addressable on several
-    return np.ascontiguousarray(np.asarray(x))
-  return {jax.tree_util.keystr(path): hashlib.blake2b(host_value(leaf).tobytes(),
-                                                      digest_size=16).hexdigest()
-          for path, leaf in jax.tree_util.tree_leaves_with_path(state)}
-
-
-def _digest(path: epath.Path) -> str:
-  """A file's digest, read in pieces (an array file can be larger than we want in memory)."""
-  digest = hashlib.blake2b(digest_size=16)
-  with path.open('rb') as f:
-    while piece := f.read(_READ_BYTES):
-      digest.update(piece)
-  return digest.hexdigest()
-
-
-def file_checksums(step_dir: epath.Path) -> dict[str, str]:
-  """A digest of every file of a committed checkpoint, by its path in the step's folder."""
-  files = [folder / name for folder, _, names in step_dir.walk() for name in names]
-  return {str(path.relative_to(step_dir)): _digest(path) for path in sorted(files)}
-
-
-def _integrity_path(manager: ocp.CheckpointManager, step: int) -> epath.Path:
-  return epath.Path(manager.directory) / f'{step}{INTEGRITY_SUFFIX}'
-
-
-class _ManifestWriter(threading.Thread):
-  """Waits for a save to commit, then hashes its files into the step's manifest (process 0:
-  every host's files are in the one folder once orbax has committed it)."""
-
-  def __init__(self, manager: ocp.CheckpointManager, step: int):
-    super().__init__(name=f'checkpoint {step} manifest', daemon=True)
-    self.manager, self.step, self.error = manager, step, None
-
-  def run(self) -> None:
-    # Polled, not `wait_until_finished`: that would take the error of a failed save, and the
-    # step from orbax's list, before the calling thread reports them (`check`, `finish`).
-    while self.manager.is_saving_in_progress():
-      time.sleep(_POLL_SECONDS)
-    try:
-      step_dir = epath.Path(self.manager.directory) / str(self.step)
-      if step_dir.is_dir():  # renamed into place: committed (a failed save leaves none)
-        _write_atomically(_integrity_path(self.manager, self.step),
-                          json.dumps({'files': file_checksums(step_dir)}))
-    except Exception as error:  # pylint: disable=broad-exception-caught
-      self.error = error
-
-
 def save(manager: ocp.CheckpointManager, step: int, state: Any) -> None:
   """Starts saving `state` as `step` (in the background when the manager is asynchronous), and
   its manifest after it, in a thread of ours: this thread neither copies nor hashes the state.
@@ -137,7 +76,7 @@ def save(manager: ocp.CheckpointManager, step: int, state: Any) -> None:
   except Exception as error:  # pylint: disable=broad-exception-caught
     raise _write_error(manager, step, error) from None
   if jax.process_index() == 0:
-    writer = _manifest_writers[manager] = _ManifestWriter(manager, step)
+    writer = _manifest_writers[manager] = manifests.Writer(manager.directory, manager.is_saving_in_progress, step)
     if manager in _synchronous:
       writer.run()  # the save has blocked for its write already
     else:
@@ -172,18 +111,12 @@ def finish(manager: ocp.CheckpointManager) -> None:
   _remove_orphaned_manifests(manager)
 
 
-def _write_atomically(path: epath.Path, text: str) -> None:
-  temporary = path.parent / (path.name + '.tmp')
-  temporary.write_text(text)
-  temporary.replace(path)
-
-
 def _write_error(manager: ocp.CheckpointManager, step: int | None,
                  error: Exception) -> CheckpointWriteError:
   directory = epath.Path(manager.directory)
   for partial in directory.glob(f'{step}.orbax-checkpoint-tmp*'):
     partial.rmtree(missing_ok=True)
-  integrity = _integrity_path(manager, step)
+  integrity = manifests.path(manager.directory, step)
   if step is not None and not (directory / str(step)).is_dir():
     integrity.unlink(missing_ok=True)
   manager.reload()
@@ -206,8 +139,8 @@ def _remove_orphaned_manifests(manager: ocp.CheckpointManager) -> None:
   if jax.process_index() != 0:
     return
   kept = {str(s) for s in manager.all_steps()}
-  for path in epath.Path(manager.directory).glob(f'*{INTEGRITY_SUFFIX}'):
-    if path.name.removesuffix(INTEGRITY_SUFFIX) not in kept:
+  for path in epath.Path(manager.directory).glob(f'*{manifests.SUFFIX}'):
+    if path.name.removesuffix(manifests.SUFFIX) not in kept:
       path.unlink(missing_ok=True)
 
 
@@ -264,37 +197,6 @@ def _names(path) -> tuple[str, ...]:
   return tuple(str(getattr(k, 'key', getattr(k, 'name', getattr(k, 'idx', k)))) for k in path)
 
 
-def _manifest(manager: ocp.CheckpointManager, step: int) -> dict | None:
-  """The manifest of `step`; None for a checkpoint written before checkpoints carried them
-  (trusted as orbax restores it)."""
-  path = _integrity_path(manager, step)
-  return json.loads(path.read_text()) if path.exists() else None
-
-
-def _verify_files(manager: ocp.CheckpointManager, step: int) -> str | None:
-  """Why the files of `step` are not those that were saved, or None when they are."""
-  expected = (_manifest(manager, step) or {}).get('files')
-  if expected is None:
-    return None  # no manifest, or one of arrays (`_verify_arrays`)
-  try:
-    got = file_checksums(epath.Path(manager.directory) / str(step))
-  except OSError as error:
-    return f'{type(error).__name__}: {error}'
-  bad = sorted(k for k in expected.keys() | got.keys() if got.get(k) != expected.get(k))
-  return f'{len(bad)} files differ from what was saved (first: {bad[0]})' if bad else None
-
-
-def _verify_arrays(manager: ocp.CheckpointManager, step: int, state: Any) -> str | None:
-  """Why the restored `state` of `step` differs from a manifest of arrays (as checkpoints
-  carried before their files were hashed), or None."""
-  expected = _manifest(manager, step)
-  if expected is None or 'files' in expected:
-    return None
-  got = checksums(state)
-  bad = sorted(k for k in expected if got.get(k) != expected[k])
-  return f'{len(bad)} arrays differ from what was saved (first: {bad[0]})' if bad else None
-
-
 def _agreed_step(manager: ocp.CheckpointManager) -> int | None:
   """The newest step whose files match their manifest, as process 0 finds it, on every host.
   Process 0 moves aside the steps that do not match on its way; -1 is shared for none."""
@@ -302,7 +204,7 @@ def _agreed_step(manager: ocp.CheckpointManager) -> int | None:
   if jax.process_index() == 0:
     manager.reload()
     for candidate in sorted(manager.all_steps(), reverse=True):
-      problem = _verify_files(manager, candidate)
+      problem = manifests.verify_files(manager.directory, candidate)
       if problem is None:
         step = candidate
         break
@@ -326,7 +228,7 @@ def restore_latest(manager: ocp.CheckpointManager, abstract_state: Any) -> Any |
     _check_shapes(manager, step, saved, abstract_state)
     try:
       state = _restore(manager, step, saved, abstract_state)
-      problem = _verify_arrays(manager, step, state)
+      problem = manifests.verify_arrays(manager.directory, step, state)
     except Exception as error:  # pylint: disable=broad-exception-caught
       problem = f'{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ""}'
     if not hosts.any_host(problem is not None):
@@ -343,7 +245,7 @@ def _move_aside(manager: ocp.CheckpointManager, step: int, problem: str) -> None
   target = directory / f'{step}{CORRUPT_SUFFIX}'
   target.rmtree(missing_ok=True)
   (directory / str(step)).replace(target)
-  integrity = _integrity_path(manager, step)
+  integrity = manifests.path(manager.directory, step)
   if integrity.exists():
     integrity.replace(target / 'integrity.json')
   print(f'checkpoint of step {step} is damaged ({problem}); moved aside to {target}',

@@ -18,7 +18,7 @@ from flax.training import train_state
 
 from mobilenet_jax import train
 from mobilenet_jax.errors import CheckpointWriteError, ConfigError
-from mobilenet_jax.train import checkpointing, parallel, setup
+from mobilenet_jax.train import checkpointing, manifests, parallel, setup
 from tests.train_fixtures import mock_data, restored_checkpoint, tiny_config
 
 
@@ -136,10 +136,10 @@ def test_a_checkpoint_of_an_older_layout_resumes_with_ema_statistics_from_the_ra
 def test_save_returns_without_copying_or_hashing_the_state_on_the_calling_thread(
     tmp_path, monkeypatch):
   hashed_on, copied_on = [], []
-  digest, checksums = checkpointing._digest, checkpointing.checksums
-  monkeypatch.setattr(checkpointing, '_digest', lambda path: hashed_on.append(
+  digest, checksums = manifests.digest, manifests.checksums
+  monkeypatch.setattr(manifests, 'digest', lambda path: hashed_on.append(
       threading.current_thread()) or digest(path))
-  monkeypatch.setattr(checkpointing, 'checksums', lambda state: copied_on.append(
+  monkeypatch.setattr(manifests, 'checksums', lambda state: copied_on.append(
       threading.current_thread()) or checksums(state))
   manager = checkpointing.create_manager(str(tmp_path), 3)  # asynchronous, as training saves
   state = {'w': jnp.arange(4096.0), 'b': jnp.ones((8, 8))}
