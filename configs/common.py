@@ -123,6 +123,9 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.checkpoint_every_steps = 1000  # and at the end
   config.keep_checkpoints = 3
   config.async_checkpoints = True  # write checkpoints in the background while training goes on
+  # Several hosts: how often they agree whether any was signalled to stop (a collective that
+  # waits for the step in flight, so not every step). A stop lands within this many steps.
+  config.preemption_check_every_steps = 10
   return config
 
 

@@ -27,7 +27,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   """Trains (or resumes) in `workdir` and returns the final results record."""
   run_dir.check_writable(workdir)
   run = setup.prepare(config, workdir)  # every check; nothing is written before it passes
-  with _sole_trainer(workdir), preemption.StopRequest() as stop:
+  with _sole_trainer(workdir), preemption.StopRequest(
+      config.preemption_check_every_steps) as stop:
     if jax.process_index() == 0:
       run_dir.save_config(workdir, config)  # on a resume too: what the run now uses
       run_dir.save_dataset(workdir, config.dataset, run.builder.info.features['label'].names)
@@ -49,7 +50,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       state, step_metrics = compiled.train_step(state, batch)
       interval.append(step_metrics)
       checkpointing.check(manager)
-      stopping = stop.stop_now()
+      stopping = stop.stop_now(step)
       if periodic.itstime(step, config.log_every_steps, run.num_steps):
         _log_train(writer, meter, step, run.num_steps, interval, manager, workdir)
         interval = []

@@ -27,7 +27,8 @@ MAX_IMAGE_SIZE = 1536
 # RandAugment's magnitude: 10 is the paper's strongest tuned setting, the V4 recipes use 15; at
 # 30 rotations reach 90 degrees and translations move the image out of the frame.
 MAX_RANDAUGMENT_MAGNITUDE = 30
-PERIODS = ('log_every_steps', 'eval_every_steps', 'checkpoint_every_steps', 'keep_checkpoints')
+PERIODS = ('log_every_steps', 'eval_every_steps', 'checkpoint_every_steps', 'keep_checkpoints',
+           'preemption_check_every_steps')
 
 
 @dataclasses.dataclass(frozen=True)
