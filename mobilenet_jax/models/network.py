@@ -29,6 +29,7 @@ class MobileNet(nn.Module):
   dropout_rate: float = 0.2
   bn_momentum: float = 0.99
   bn_epsilon: float = 1e-3
+  bn_group_size: int = 0  # batch-norm statistics over groups of this many examples; 0: the batch
   padding: str = 'symmetric'
   depthwise_implementation: str = 'auto'
   conv_implementation: str = 'auto'
@@ -40,7 +41,8 @@ class MobileNet(nn.Module):
   @nn.compact
   def __call__(self, images: jax.Array, train: bool = False) -> jax.Array:
     norm = functools.partial(BatchNorm, use_running_average=not train,
-                             momentum=self.bn_momentum, epsilon=self.bn_epsilon, dtype=self.dtype)
+                             momentum=self.bn_momentum, epsilon=self.bn_epsilon, dtype=self.dtype,
+                             group_size=self.bn_group_size)
     conv_bn = functools.partial(ConvBN, norm=norm, padding=self.padding,
                                 depthwise_implementation=self.depthwise_implementation,
                                 conv_implementation=self.conv_implementation,
