@@ -59,8 +59,8 @@ def _cutmix_box(key: jax.Array, lam: jax.Array, height: int, width: int
 def mix(key: jax.Array, images: jax.Array, targets: jax.Array, mixing: Mixing
         ) -> tuple[jax.Array, jax.Array]:
   """Images (NHWC) and target distributions (N x classes, label smoothing already applied)
-  mixed with their partners (`Mixing.partners`): with probability `prob`, CutMix (probability `switch_prob` when
-  both are on) or Mixup, lam ~ Beta(alpha, alpha); the targets are mixed with the weight of
+  mixed with their partners (`Mixing.partners`): with probability `prob`, CutMix (probability
+  `switch_prob` when both are on) or Mixup, lam ~ Beta(alpha, alpha); the targets are mixed with the weight of
   what each image shows."""
   apply_key, switch_key, mixup_key, cutmix_key, box_key = jax.random.split(key, 5)
   partners = mixing.partners(images)
