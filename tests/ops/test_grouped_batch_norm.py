@@ -8,6 +8,8 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from mobilenet_jax.ops import batch_norm
+from mobilenet_jax.train import setup
+from tests.train_fixtures import tiny_config
 
 SHAPE, GROUP = (16, 3, 3, 4), 2
 FIELDS = {'momentum': 0.9, 'epsilon': 1e-3}
@@ -82,3 +84,18 @@ def test_grouped_batch_norm_is_the_same_on_1_and_8_devices_and_needs_no_collecti
   for op in ('all-to-all', 'collective-permute', 'all-gather'):
     assert op not in texts[1], op
   assert texts[1].count('all-reduce(') < texts[2].count('all-reduce(')
+
+
+def test_model_bn_group_size_reaches_every_batch_norm_of_the_network():
+  config = tiny_config(**{'model.bn_group_size': 4})
+  images = jax.random.normal(jax.random.key(0), (8, 16, 16, 3))
+  logits = {}
+  for group_size in (0, 4, 8):
+    config.model.bn_group_size = group_size
+    model = setup.build_model(config)
+    variables = model.init(jax.random.key(1), images[:1])
+    logits[group_size] = model.apply(variables, images, train=True, mutable=['batch_stats'],
+                                     rngs={'dropout': jax.random.key(2)})[0]
+  scale = np.abs(logits[0]).max()  # small: the classifier starts near zero
+  np.testing.assert_allclose(logits[8], logits[0], atol=1e-4 * scale)  # one group: the batch
+  assert np.abs(logits[4] - logits[0]).max() > 0.05 * scale
