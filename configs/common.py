@@ -66,6 +66,9 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.input.cutmix_alpha = 0.0
   config.input.mix_prob = 1.0
   config.input.mix_switch_prob = 0.5
+  # Examples are mixed with a partner from their group of this many consecutive ones (0: from the
+  # whole batch, timm's): a group that divides each device's share keeps mixing on the device.
+  config.input.mix_group_size = 8
   config.input.shuffle_buffer = 16_384
   config.input.prefetch_batches = 4
 
@@ -89,6 +92,9 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.model.bn_epsilon = 1e-3     # the norm's epsilon, batch norm's or RMSNorm's
   config.model.norm = 'batch_norm'   # 'batch_norm' | 'rms_norm' (V5: RMSNorm, no statistics)
   config.model.stem_bias = False     # True: the stem's conv has a bias (V5)
+  # Batch-norm statistics over groups of this many consecutive examples (0: the global batch);
+  # a group that divides each device's share needs no cross-device reduction (TPU recipes: 32-128).
+  config.model.bn_group_size = 0
   config.model.se_gate = 'hard_sigmoid'
   config.model.layer_scale_init = 0.0  # >0: layer scale on 'uib' and 'mqa' branches (V4 hybrids)
   config.model.drop_path_rate = 0.0    # stochastic depth of the last block, linear from 0
@@ -140,6 +146,9 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.checkpoint_every_steps = 1000  # and at the end
   config.keep_checkpoints = 3
   config.async_checkpoints = True  # write checkpoints in the background while training goes on
+  # Several hosts: how often they agree whether any was signalled to stop (a collective that
+  # waits for the step in flight, so not every step). A stop lands within this many steps.
+  config.preemption_check_every_steps = 10
   return config
 
 

@@ -38,6 +38,7 @@ class MobileNet(nn.Module):
   dropout_rate: float = 0.2
   bn_momentum: float = 0.99
   bn_epsilon: float = 1e-3
+  bn_group_size: int = 0  # batch-norm statistics over groups of this many examples; 0: the batch
   padding: str = 'symmetric'
   depthwise_implementation: str = 'auto'
   conv_implementation: str = 'auto'
@@ -57,7 +58,7 @@ class MobileNet(nn.Module):
     else:
       norm = functools.partial(BatchNorm, use_running_average=not train,
                                momentum=self.bn_momentum, epsilon=self.bn_epsilon,
-                               dtype=self.dtype)
+                               dtype=self.dtype, group_size=self.bn_group_size)
     conv_bn = functools.partial(ConvBN, norm=norm, padding=self.padding,
                                 depthwise_implementation=self.depthwise_implementation,
                                 conv_implementation=self.conv_implementation,

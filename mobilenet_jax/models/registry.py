@@ -22,6 +22,7 @@ def _mobilenet(model_config: Any) -> nn.Module:
   errors.check_range('model.dropout_rate', model_config.dropout_rate, 0, 1)
   errors.check_range('model.bn_momentum', model_config.bn_momentum, 0, 1)
   errors.check_positive('model.bn_epsilon', model_config.bn_epsilon)
+  errors.check_int('model.bn_group_size', model_config.get('bn_group_size', 0), minimum=0)
   errors.check_choice('model.padding', model_config.padding, padding.PADDINGS)
   depthwise.check_implementation(model_config.depthwise_implementation)
   errors.check_choice('model.conv_implementation',
@@ -38,6 +39,7 @@ def _mobilenet(model_config: Any) -> nn.Module:
       dropout_rate=float(model_config.dropout_rate),
       bn_momentum=model_config.bn_momentum,
       bn_epsilon=model_config.bn_epsilon,
+      bn_group_size=model_config.get('bn_group_size', 0),
       padding=model_config.padding,
       depthwise_implementation=model_config.depthwise_implementation,
       conv_implementation=model_config.conv_implementation,

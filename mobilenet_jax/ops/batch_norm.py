@@ -75,16 +75,30 @@ def _normalize_backward(epsilon, residuals, cotangents):
 normalize_batch.defvjp(_normalize_forward, _normalize_backward)
 
 
+def _normalize_groups(x, scale, bias, epsilon: float, group_size: int):
+  """`normalize_batch` over each group of `group_size` examples (0: the batch); the mean and
+  variance returned are the groups' means."""
+  if not group_size or group_size == x.shape[0]:
+    return normalize_batch(x, scale, bias, epsilon)
+  groups = x.reshape(-1, group_size, *x.shape[1:])
+  y, mean, var = jax.vmap(normalize_batch, (0, None, None, None))(groups, scale, bias, epsilon)
+  return y.reshape(x.shape), jnp.mean(mean, 0), jnp.mean(var, 0)
+
+
 class BatchNorm(nn.Module):
   """`flax.linen.BatchNorm(axis=-1)`'s function and variables, with a two-pass gradient.
 
   Statistics and parameters are float32, and so is the arithmetic; the input is kept in its own
   dtype, the output is in `dtype` (the compute dtype).
+  group_size > 0 normalises each group of that many consecutive examples by its own statistics
+  (grouped batch norm, as TPU recipes use; the running statistics take the groups' means): a
+  group that divides each device's share of the batch needs no cross-device reduction.
   """
   use_running_average: bool = False
   momentum: float = 0.99
   epsilon: float = 1e-3
   dtype: jnp.dtype = jnp.float32
+  group_size: int = 0  # 0: the whole batch
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
@@ -94,10 +108,10 @@ class BatchNorm(nn.Module):
     running_mean = self.variable('batch_stats', 'mean', jnp.zeros, (features,), jnp.float32)
     running_var = self.variable('batch_stats', 'var', jnp.ones, (features,), jnp.float32)
     if self.use_running_average:
-      y = _standardize(_float32(x), running_mean.value, lax.rsqrt(running_var.value + self.epsilon), scale,
-                       bias)
+      y = _standardize(_float32(x), running_mean.value,
+                       lax.rsqrt(running_var.value + self.epsilon), scale, bias)
     else:
-      y, mean, var = normalize_batch(x, scale, bias, self.epsilon)
+      y, mean, var = _normalize_groups(x, scale, bias, self.epsilon, self.group_size)
       if not self.is_initializing():
         running_mean.value = self.momentum * running_mean.value + (1 - self.momentum) * mean
         running_var.value = self.momentum * running_var.value + (1 - self.momentum) * var

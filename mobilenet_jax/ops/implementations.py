@@ -8,6 +8,12 @@ later runs and other processes on the machine read it instead of measuring. A GP
 whatever is fastest there without anyone having timed it in advance. Each choice is printed once
 a process, or, inside `collecting()` (the training loop), kept for a one-line summary.
 
+What is measured is what one device runs: the traced shapes divided by the devices that share
+the batch (the 'data' axis of the mesh in context while the step is traced; the train and eval
+steps are traced inside theirs), from inputs drawn on the device. A measurement whose buffers
+would take more than a share of the device's memory is not made: 'auto' takes the table then,
+and says so.
+
 When several processes share a run (several hosts), process 0 alone measures (or reads its
 cache) and sends its choice to the others, so that every process compiles the same program. The
 measurement is skipped, for the table of fastest-by-backend, when it is turned off
@@ -37,6 +43,11 @@ CACHE_FILE = 'implementations.json'
 _ROUNDS = 5               # timed runs of each candidate after its compile; the fastest counts
 _SECONDS_PER_CANDIDATE = 2.0  # fewer rounds where one run is long
 _NAME_BYTES = 64          # an implementation's name, as process 0 sends it to the others
+# At most this share of a device's memory for one measurement's buffers (the inputs, output and
+# gradients of each candidate, and its temporaries, estimated as as much again): the step being
+# traced has not allocated its own yet, but the train state and other processes' may be there.
+_MEMORY_SHARE = 0.25
+BATCH_AXIS = 'data'       # the mesh axis the batch is sharded over (train.parallel's)
 
 _lock = threading.Lock()
 _decided: dict[str, str] = {}  # key -> implementation, this process
@@ -129,6 +140,7 @@ def choose(field: str, name: str, candidates: Mapping[str, Callable[..., jax.Arr
   if name != 'auto' or not measure or not measuring() or len(candidates) == 1:
     return static
   device = jax.devices()[0]
+  inputs = per_device(inputs)
   shapes = ' '.join('x'.join(map(str, i.shape)) + f':{jnp.dtype(i.dtype).name}' for i in inputs)
   key = (f'{device.platform}|{device.device_kind}|{op} {shapes}|jax {jax.__version__}|'
          + ','.join(sorted(candidates)) + (f'|{version}' if version else '')
@@ -139,7 +151,11 @@ def choose(field: str, name: str, candidates: Mapping[str, Callable[..., jax.Arr
     choice = how = None
     start = time.perf_counter()
     if jax.process_index() == 0:
-      choice, how = _cached_or_measured(key, candidates, inputs, differentiated)
+      too_big = _over_memory_share(device, candidates, inputs, differentiated)
+      if too_big:
+        choice, how = static, f'the table: {too_big}'
+      else:
+        choice, how = _cached_or_measured(key, candidates, inputs, differentiated)
     seconds = time.perf_counter() - start if how and how.startswith('measured') else 0.0
     if jax.process_count() > 1:
       # In another thread, as the measurement: the calling thread is tracing.
@@ -158,6 +174,36 @@ def choose(field: str, name: str, candidates: Mapping[str, Callable[..., jax.Arr
   else:
     _collected.append(chosen)
   return choice
+
+
+def per_device(inputs: Sequence[jax.ShapeDtypeStruct]) -> list[jax.ShapeDtypeStruct]:
+  """`inputs` as one device holds them: the first (the activations) with its batch divided by
+  the size of the mesh's BATCH_AXIS in context, where it divides (the others are weights)."""
+  mesh = jax.sharding.get_abstract_mesh()
+  shards = 1 if mesh.empty else dict(mesh.shape).get(BATCH_AXIS, 1)
+  first, *rest = inputs
+  if shards == 1 or not first.shape or first.shape[0] % shards:
+    return list(inputs)
+  return [jax.ShapeDtypeStruct((first.shape[0] // shards, *first.shape[1:]), first.dtype), *rest]
+
+
+def _over_memory_share(device, candidates: Mapping[str, Callable],
+                       inputs: Sequence[jax.ShapeDtypeStruct], differentiated: bool) -> str:
+  """Why measuring on `inputs` would not fit in _MEMORY_SHARE of `device`'s memory, or ''."""
+  stats = device.memory_stats() or {}
+  limit = stats.get('bytes_limit')
+  if not limit:  # CPUs: the host's memory
+    limit = os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES')
+  out = jax.eval_shape(next(iter(candidates.values())), *inputs)
+  size = sum(i.size * jnp.dtype(i.dtype).itemsize for i in inputs)
+  size += out.size * jnp.dtype(out.dtype).itemsize
+  if differentiated:
+    size *= 2  # the cotangent and the inputs' gradients
+  needed = 2 * size  # temporaries, as much again
+  if needed <= _MEMORY_SHARE * limit:
+    return ''
+  return (f'measuring would take ~{needed / 2**30:.1f} GiB, over {_MEMORY_SHARE:.0%} of the '
+          f"device's {limit / 2**30:.1f} GiB")
 
 
 def _cached_or_measured(key: str, candidates: Mapping[str, Callable],

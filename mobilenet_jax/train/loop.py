@@ -29,7 +29,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   run_dir.check_writable(workdir)
   checkpointing.checkpoint_dir(workdir)  # a store orbax cannot write to is refused here
   run = setup.prepare(config, workdir)  # every check; nothing is written before it passes
-  with (_sole_trainer(workdir), preemption.StopRequest() as stop,
+  with (_sole_trainer(workdir), preemption.StopRequest(config.preemption_check_every_steps) as stop,
         implementations.collecting() as chosen):
     if jax.process_index() == 0:
       run_dir.save_config(workdir, config)  # on a resume too: what the run now uses
@@ -55,7 +55,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       _report_choices(chosen, workdir)  # the first step's and the first evaluation's, a line each
       interval.append(step_metrics)
       checkpointing.check(manager)
-      stopping = stop.stop_now()
+      stopping = stop.stop_now(step)
       if periodic.itstime(step, config.log_every_steps, run.num_steps):
         _log_train(writer, meter, step, run.num_steps, interval, manager, workdir,
                    len(run.teachers))

@@ -113,6 +113,7 @@ def compile_steps(model: nn.Module, config: ml_collections.ConfigDict, steps_per
       steps.train_step, schedule=schedule, num_classes=model.num_classes,
       label_smoothing=config.label_smoothing, ema_decay=config.ema_decay,
       dropout_seed=config.seed + 1, mixing=mixing.Mixing.from_config(config.input))
+  eval_step = functools.partial(steps.eval_step, flip=config.eval_flip)
   in_shardings = (state_sharding, sharded)
   teacher_variables = ()
   if teachers:
@@ -123,9 +124,17 @@ def compile_steps(model: nn.Module, config: ml_collections.ConfigDict, steps_per
   return ParallelSteps(
       mesh=mesh, schedule=schedule, abstract_state=abstract_state,
       init=jax.jit(init, out_shardings=state_sharding),
-      train_step=jax.jit(train_step, in_shardings=in_shardings,
+      train_step=jax.jit(_traced_over(mesh, train_step), in_shardings=in_shardings,
                          out_shardings=(state_sharding, None), donate_argnums=0),
-      eval_step=jax.jit(functools.partial(steps.eval_step, flip=config.eval_flip),
-                        in_shardings=(state_sharding, sharded)),
+      eval_step=jax.jit(_traced_over(mesh, eval_step), in_shardings=(state_sharding, sharded)),
       dead_channels=jax.jit(steps.dead_channels, in_shardings=(state_sharding,)),
       teachers=teacher_variables)
+
+
+def _traced_over(mesh: Mesh, step: Callable) -> Callable:
+  """`step`, traced with `mesh` in context: 'auto' implementations measure one device's share of
+  the batch (ops/implementations.py), not the global batch."""
+  def traced(*args):
+    with jax.sharding.use_abstract_mesh(mesh.abstract_mesh):
+      return step(*args)
+  return traced

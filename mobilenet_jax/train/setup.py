@@ -27,7 +27,8 @@ MAX_IMAGE_SIZE = 1536
 # RandAugment's magnitude: 10 is the paper's strongest tuned setting, the V4 recipes use 15; at
 # 30 rotations reach 90 degrees and translations move the image out of the frame.
 MAX_RANDAUGMENT_MAGNITUDE = 30
-PERIODS = ('log_every_steps', 'eval_every_steps', 'checkpoint_every_steps', 'keep_checkpoints')
+PERIODS = ('log_every_steps', 'eval_every_steps', 'checkpoint_every_steps', 'keep_checkpoints',
+           'preemption_check_every_steps')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,6 +56,8 @@ def build_model(config: ml_collections.ConfigDict) -> nn.Module:
     raise errors.ConfigError(
         f'batch_size={config.batch_size} is not allowed; it must be divisible by the '
         f'{devices} devices')
+  for field in ('input.mix_group_size', 'model.bn_group_size'):
+    _check_group_size(field, config[field.split('.')[0]][field.split('.')[1]], config.batch_size)
   if config.num_train_steps <= 0:
     errors.check_positive('num_epochs', config.num_epochs)
   for field in PERIODS:
@@ -106,6 +109,14 @@ def _check_augmentations(fields: ml_collections.ConfigDict) -> None:
                              '(low, high) with 0 < low <= high <= 1, shares of the image')
   for field in ('mixup_alpha', 'cutmix_alpha'):
     errors.check_positive(f'input.{field}', fields[field], allow_zero=True)
+
+
+def _check_group_size(field: str, size, batch_size: int) -> None:
+  """0 (the whole batch) or a divisor of the batch: groups are a function of the config."""
+  errors.check_int(field, size, minimum=0)
+  if size and batch_size % size:
+    raise errors.ConfigError(f'{field}={size} is not allowed; it must be 0 (the whole batch) or '
+                             f'divide batch_size={batch_size}')
 
 
 def num_steps(config: ml_collections.ConfigDict, steps_per_epoch: int) -> int:

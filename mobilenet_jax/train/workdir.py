@@ -67,6 +67,9 @@ ADDED_FIELDS = {
     'input.random_erasing_area': (0.02, 1 / 3), 'input.mixup_alpha': 0.0,
     'input.cutmix_alpha': 0.0, 'input.mix_prob': 1.0, 'input.mix_switch_prob': 0.5,
     'distill.teachers': '', 'distill.alpha': 0.5, 'distill.temperature': 1.0,
+    # Mixing pairs over the whole batch before (a resumed run is told of the change); how often
+    # hosts agree to stop changes no result.
+    'input.mix_group_size': 0, 'model.bn_group_size': 0, 'preemption_check_every_steps': 10,
 }
 
 

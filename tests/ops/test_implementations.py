@@ -14,6 +14,8 @@ import pytest
 
 from mobilenet_jax import errors
 from mobilenet_jax.ops import conv, depthwise, implementations
+from mobilenet_jax.train import parallel, setup
+from tests.train_fixtures import tiny_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 INPUTS = [jax.ShapeDtypeStruct((2, 8, 8, 4), jnp.float32)]
@@ -138,6 +140,40 @@ def test_modules_run_the_measured_choice(measured, capsys, module, field):
   assert f'model.{field}_implementation=auto for {field}' in chosen
   name = json.loads(measured.read_text()).popitem()[1]['choice']
   np.testing.assert_allclose(y, module(name).apply(params, x), rtol=1e-6, atol=1e-6)
+
+
+def test_auto_measures_one_devices_share_of_the_batch_on_the_device(measured, monkeypatch,
+                                                                     capsys):
+  """8 simulated devices, a global batch of 64: every layer of the train step is measured on
+  the 8 examples a device runs, from inputs drawn there (jax arrays, not host arrays)."""
+  measured_inputs, measure_all = [], implementations._measure_all
+
+  def record(candidates, inputs, differentiated=True):
+    measured_inputs.append(inputs)
+    return {name: float(i) for i, name in enumerate(sorted(candidates))}
+  monkeypatch.setattr(implementations, '_measure_all', record)
+  config = tiny_config(batch_size=64)
+  compiled = parallel.compile_steps(setup.build_model(config), config, steps_per_epoch=10,
+                                    num_steps=3, devices=jax.devices()[:8])
+  sharded = compiled.sharded
+  batch = {'image': jax.ShapeDtypeStruct((64, 16, 16, 3), jnp.float32, sharding=sharded),
+           'label': jax.ShapeDtypeStruct((64,), jnp.int32, sharding=sharded)}
+  compiled.train_step.trace(compiled.abstract_state, batch)
+  assert measured_inputs and all(inputs[0].shape[0] == 8 for inputs in measured_inputs)
+  assert '64x' not in capsys.readouterr().out  # the report names the shapes measured
+  runs = []
+  monkeypatch.setattr(implementations, '_runner', lambda fn, arrays, cotangent, differentiated:
+                      runs.append(arrays) or (lambda: None))
+  measure_all(CANDIDATES, INPUTS)
+  assert isinstance(runs[0][0], jax.Array) and runs[0][0].shape == INPUTS[0].shape
+
+
+def test_a_measurement_over_the_memory_share_takes_the_table(measured, monkeypatch, capsys):
+  monkeypatch.setattr(implementations, '_MEMORY_SHARE', 1e-12)
+  monkeypatch.setattr(implementations, '_measure_all', lambda *a: pytest.fail('measured'))
+  assert _choose() == 'slow'  # the table's default here
+  assert 'slow (the table: measuring would take' in capsys.readouterr().out
+  assert not measured.exists()
 
 
 TWO_PROCESSES = """

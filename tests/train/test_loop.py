@@ -280,6 +280,10 @@ def test_a_nan_loss_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint(
     ('input.cutmix_alpha', -1.0, 'input.cutmix_alpha=-1.0 is not allowed'),
     ('input.mix_prob', 2.0, 'input.mix_prob=2.0 is not allowed; it must be a probability'),
     ('input.mix_switch_prob', -0.5, 'input.mix_switch_prob=-0.5 is not allowed'),
+    ('input.mix_group_size', 3, 'input.mix_group_size=3 is not allowed; it must be 0 (the whole '
+                                'batch) or divide batch_size=8'),
+    ('model.bn_group_size', -1, 'model.bn_group_size=-1 is not allowed; it must be an integer'),
+    ('preemption_check_every_steps', 0, 'preemption_check_every_steps=0 is not allowed'),
     ('body_learning_rate_scale', 2.0, 'body_learning_rate_scale=2.0 is not allowed; it must be a '
                                       'number in [0, 1]'),
     ('init_from', f'torchvision:{__file__}', f"init_from='torchvision:{__file__}' is not "

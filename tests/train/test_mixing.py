@@ -1,9 +1,12 @@
 """Mixup and CutMix: labels mixed with the weight of what each image shows, summing to 1, and a
 pure function of the key."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from mobilenet_jax.train.mixing import Mixing, mix
 
@@ -70,3 +73,31 @@ def test_mix_probability_mixes_about_that_share_of_batches():
   mixing = Mixing(mixup_alpha=0.8, prob=0.3)
   mixed = sum(not np.array_equal(_mixed(seed, mixing)[1], _batch()[0]) for seed in range(60))
   assert 8 <= mixed <= 30
+
+
+def test_grouped_pairs_stay_in_their_group_and_mix_alike_on_1_and_8_devices():
+  """input.mix_group_size: example i of a group pairs with the group's last-but-i; on 8
+  devices, 8 examples each, the compiled mixing moves no example between devices, and mixes
+  exactly as on one device."""
+  mixing = Mixing(mixup_alpha=0.8, cutmix_alpha=1.0, group_size=8)
+  rng = np.random.default_rng(1)
+  images = jnp.asarray(rng.normal(size=(64, 4, 4, 3)).astype(np.float32))
+  targets = jax.nn.one_hot(np.arange(64) % CLASSES, CLASSES)
+  np.testing.assert_array_equal(mixing.partners(jnp.arange(16)),
+                                [7, 6, 5, 4, 3, 2, 1, 0, 15, 14, 13, 12, 11, 10, 9, 8])
+  outputs, texts = [], {}
+  for devices, group_size in ((1, 8), (8, 8), (8, 0)):
+    mesh = Mesh(np.asarray(jax.devices()[:devices]), ('data',))
+    sharded = NamedSharding(mesh, P('data'))
+    mixer = dataclasses.replace(mixing, group_size=group_size)
+    step = jax.jit(lambda k, x, t, mixer=mixer: mix(k, x, t, mixer),
+                   in_shardings=(NamedSharding(mesh, P()), sharded, sharded))
+    args = (jax.random.key(5), jax.device_put(images, sharded), jax.device_put(targets, sharded))
+    texts[devices, group_size] = step.lower(*args).compile().as_text()
+    if group_size:
+      outputs.append(jax.device_get(step(*args)))
+  for got, want in zip(outputs[1], outputs[0]):
+    np.testing.assert_array_equal(got, want)
+  moves = ('all-to-all', 'collective-permute', 'all-gather')
+  assert not any(op in texts[8, 8] for op in moves)
+  assert any(op in texts[8, 0] for op in moves)  # the whole batch reversed: examples move

@@ -60,7 +60,7 @@ def test_a_second_signal_acts_at_once():
     with pytest.raises(KeyboardInterrupt):
       with preemption.StopRequest() as stop:
         os.kill(os.getpid(), signal.SIGINT)
-        assert stop.signal_number == signal.SIGINT and stop.stop_now()
+        assert stop.signal_number == signal.SIGINT and stop.stop_now(1)
         os.kill(os.getpid(), signal.SIGINT)
   finally:
     signal.signal(signal.SIGINT, before)

@@ -51,10 +51,13 @@ def test_a_config_written_before_fields_were_added_reads_with_their_old_meaning(
   assert old.model.scale_stem and old.input.randaugment_layers == 0
   assert old.body_learning_rate_scale == 1.0
   # The values filled in are today's defaults, but for the resizes, whose defaults changed
-  # when the JPEG windows came (an older run resumed today is told so).
+  # when the JPEG windows came, and the mixing pairs, grouped since (an older run resumed today
+  # is told so).
   assert run_dir.changed_fields(str(tmp_path), config) == [
-      'input.eval_decode', 'input.interpolation', 'input.train_interpolation']
-  old.input.update(interpolation='area', train_interpolation='area', eval_decode='window')
+      'input.eval_decode', 'input.interpolation', 'input.mix_group_size',
+      'input.train_interpolation']
+  old.input.update(interpolation='area', train_interpolation='area', eval_decode='window',
+                   mix_group_size=8)
   run_dir.save_config(str(tmp_path), old)
   config.input.mixup_alpha = 0.2
   assert run_dir.changed_fields(str(tmp_path), config) == ['input.mixup_alpha']
