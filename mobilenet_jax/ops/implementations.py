@@ -23,7 +23,6 @@ in the config forces it and needs neither.
 
 import concurrent.futures
 import contextlib
-import dataclasses
 import json
 import os
 import tempfile
@@ -38,6 +37,8 @@ import numpy as np
 from jax.experimental import multihost_utils
 
 from mobilenet_jax import errors
+from mobilenet_jax.ops import choices
+from mobilenet_jax.ops.choices import Choice
 
 CACHE_FILE = 'implementations.json'
 _ROUNDS = 5               # timed runs of each candidate after its compile; the fastest counts
@@ -54,39 +55,9 @@ _decided: dict[str, str] = {}  # key -> implementation, this process
 _collected: list['Choice'] | None = None  # inside `collecting()`: the choices, not printed
 
 
-@dataclasses.dataclass(frozen=True)
-class Choice:
-  """One 'auto' decision: what it chose for which layer shapes, and how."""
-  field: str
-  op: str       # the op and its input shapes
-  choice: str
-  how: str      # 'measured: ...', 'cached in PATH' or "process 0's choice"
-  seconds: float  # spent measuring; 0 when read from the cache or sent by process 0
-  differentiated: bool
-
-  def __str__(self) -> str:
-    mode = '' if self.differentiated else ', forward pass only'
-    return f'{self.field}=auto for {self.op}: {self.choice} ({self.how}{mode})'
-
-
 def summary(chosen: Sequence[Choice]) -> str:
-  """One line for `chosen`: how many layer shapes, how many measured and in how long, where the
-  cache is; 'auto: 26 layer shapes measured in 14 s, cached in ~/.cache/...'."""
-  measured = [c for c in chosen if c.how.startswith('measured')]
-  cached = [c for c in chosen if c.how.startswith('cached')]
-  seconds = f'{sum(c.seconds for c in measured):.0f} s'
-  path = os.path.join(cache_dir(), CACHE_FILE)
-  line = f'auto: {len(chosen)} layer shapes'
-  if not any(c.differentiated for c in chosen):
-    line += ' (forward pass only)'
-  if len(measured) == len(chosen):
-    return f'{line} measured in {seconds}, cached in {path}'
-  if len(cached) == len(chosen):
-    return f'{line} read from the cache in {path}'
-  if not measured and not cached:
-    return f"{line}: process 0's choices"
-  return (f'{line}: {len(measured)} measured in {seconds}, {len(cached)} read from the cache in '
-          f'{path}')
+  """One line for `chosen` (`choices.summary`), naming this machine's cache file."""
+  return choices.summary(chosen, os.path.join(cache_dir(), CACHE_FILE))
 
 
 @contextlib.contextmanager
