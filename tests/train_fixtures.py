@@ -1,9 +1,11 @@
 """A tiny network and mock-data configs for training tests: compiles in seconds."""
 
 import orbax.checkpoint as ocp
+import pytest
 import tensorflow_datasets as tfds
 
 from configs import v3_small
+from mobilenet_jax import train
 from mobilenet_jax.train import checkpointing
 
 TINY_TABLE = (
@@ -93,3 +95,23 @@ def restored_checkpoint(workdir, step: int | None = None) -> dict:
                              args=ocp.args.StandardRestore())
   manager.close()
   return restored
+
+
+def train_whole_and_crashed_then_resumed(config, tmp_path, monkeypatch) -> dict:
+  """Trains `config` uninterrupted in tmp_path/whole, and in tmp_path/resumed with a crash right
+  after the checkpoint of step 2, then the same command again; returns the resumed run's
+  results. Call inside `mock_data()`."""
+  train.train_and_evaluate(config, str(tmp_path / 'whole'))
+  original_save = checkpointing.save
+
+  def save_then_crash(manager, step, state):
+    original_save(manager, step, state)
+    if step == 2:
+      manager.wait_until_finished()
+      raise KeyboardInterrupt('simulated crash after the checkpoint of step 2')
+
+  monkeypatch.setattr(checkpointing, 'save', save_then_crash)
+  with pytest.raises(KeyboardInterrupt):
+    train.train_and_evaluate(config, str(tmp_path / 'resumed'))
+  monkeypatch.setattr(checkpointing, 'save', original_save)
+  return train.train_and_evaluate(config, str(tmp_path / 'resumed'))

@@ -16,7 +16,8 @@ from mobilenet_jax import train
 from mobilenet_jax.errors import ConfigError
 from mobilenet_jax.train import checkpointing, distill, parallel, setup, teachers
 from mobilenet_jax.train import workdir as run_dir
-from tests.train_fixtures import mock_data, restored_checkpoint, tiny_config
+from tests.train_fixtures import (mock_data, restored_checkpoint, tiny_config,
+                                  train_whole_and_crashed_then_resumed)
 
 # The teachers: the tiny network at 24 px with a wider head (another input size and shape than
 # the 16 px student's, so the step resizes) and at the student's own size; random weights saved
@@ -191,20 +192,7 @@ def test_a_distilled_run_resumed_after_a_crash_matches_an_uninterrupted_one(
     teacher_runs, tmp_path, monkeypatch):
   config = tiny_config(num_train_steps=6, **{'distill.teachers': ','.join(teacher_runs)})
   with mock_data():
-    train.train_and_evaluate(config, str(tmp_path / 'whole'))
-    original_save = checkpointing.save
-
-    def save_then_crash(manager, step, state):
-      original_save(manager, step, state)
-      if step == 2:
-        manager.wait_until_finished()
-        raise KeyboardInterrupt('simulated crash after the checkpoint of step 2')
-
-    monkeypatch.setattr(checkpointing, 'save', save_then_crash)
-    with pytest.raises(KeyboardInterrupt):
-      train.train_and_evaluate(config, str(tmp_path / 'resumed'))
-    monkeypatch.setattr(checkpointing, 'save', original_save)
-    train.train_and_evaluate(config, str(tmp_path / 'resumed'))
+    train_whole_and_crashed_then_resumed(config, tmp_path, monkeypatch)
   whole, resumed = (restored_checkpoint(tmp_path / name) for name in ('whole', 'resumed'))
   assert whole['step'] == resumed['step'] == 6
   jax.tree.map(np.testing.assert_array_equal, whole['params'], resumed['params'])

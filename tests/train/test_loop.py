@@ -16,7 +16,7 @@ from mobilenet_jax.ops import conv, depthwise, implementations
 from mobilenet_jax.train import checkpointing, parallel, setup
 from mobilenet_jax.errors import ConfigError
 from tests.train_fixtures import (RANDOM_STEP, V5_TINY, mock_data, restored_checkpoint,
-                                  tiny_config)
+                                  tiny_config, train_whole_and_crashed_then_resumed)
 
 
 @pytest.mark.parametrize('dataset', ['cifar10', 'imagenet2012'])
@@ -54,20 +54,7 @@ def test_a_few_steps_end_to_end(dataset, tmp_path):
 def test_resume_after_a_crash_matches_an_uninterrupted_run(tmp_path, monkeypatch):
   config = tiny_config(num_train_steps=6)
   with mock_data():
-    train.train_and_evaluate(config, str(tmp_path / 'whole'))
-    original_save = checkpointing.save
-
-    def save_then_crash(manager, step, state):
-      original_save(manager, step, state)
-      if step == 2:
-        manager.wait_until_finished()
-        raise KeyboardInterrupt('simulated crash after the checkpoint of step 2')
-
-    monkeypatch.setattr(checkpointing, 'save', save_then_crash)
-    with pytest.raises(KeyboardInterrupt):
-      train.train_and_evaluate(config, str(tmp_path / 'resumed'))
-    monkeypatch.setattr(checkpointing, 'save', original_save)
-    results = train.train_and_evaluate(config, str(tmp_path / 'resumed'))
+    results = train_whole_and_crashed_then_resumed(config, tmp_path, monkeypatch)
   whole, resumed = (restored_checkpoint(tmp_path / name) for name in ('whole', 'resumed'))
   whole, whole_step, resumed, resumed_step = (whole['params'], whole['step'], resumed['params'],
                                               resumed['step'])

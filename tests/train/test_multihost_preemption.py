@@ -5,7 +5,6 @@ checkpoint."""
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -13,6 +12,7 @@ import time
 import pytest
 
 from mobilenet_jax.train import checkpointing
+from tests.train.test_multihost import _free_port
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CHECK_EVERY = 4
@@ -33,12 +33,6 @@ with mock_data():
     print(stop, file=sys.stderr)
     sys.exit(stop.exit_status)
 """
-
-
-def _free_port() -> int:
-  with socket.socket() as s:
-    s.bind(('127.0.0.1', 0))
-    return s.getsockname()[1]
 
 
 @pytest.mark.slow
