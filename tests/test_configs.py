@@ -109,6 +109,9 @@ def test_summary_bad_value_is_one_clear_line():
       'integer >= 32')
 
 
+# Slow: it builds every family at every width of the papers' grids; one summary with
+# overrides is the default run's (above).
+@pytest.mark.slow
 def test_summary_all_prints_the_paper_grid():
   result = _summary('--all', '--json')
   assert result.returncode == 0, result.stderr

@@ -56,6 +56,8 @@ def test_saved_model_round_trip(tiny, tmp_path):
 
 # MobileNetV5's parts (RMSNorm, the MSFA's gathers and resizes, MQA) convert to TFLite's builtin
 # ops, classifying or as the encoder (the token map out), in float32 and int8.
+# Slow (half a minute): the default run exports the tiny MobileNet above in every mode.
+@pytest.mark.slow
 @pytest.mark.parametrize('num_classes, quantize, tolerance', [
     (10, 'none', 1e-4), (0, 'none', 1e-4), (10, 'int8', 0.2)])
 def test_v5_parts_export_to_tflite(num_classes, quantize, tolerance):

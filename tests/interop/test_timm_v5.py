@@ -102,6 +102,8 @@ def test_v5_base_logits_and_tokens_equal_timm(tmp_path):
   _agree('v5_base', path, reference, 64, width=0.25)
 
 
+# Slow: a second V5 network; the loading of timm's V5 weights is the test above.
+@pytest.mark.slow
 def test_gemma_encoder_weights_give_timm_tokens_and_fit_a_classifier(tmp_path):
   """Gemma 3n's weights have no classifier: they load into the encoder (num_classes 0) and,
   with a fresh classifier, into a classifying config; inputs as timm's config ([0, 1])."""

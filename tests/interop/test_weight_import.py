@@ -154,6 +154,9 @@ def test_keras_logits_equal_ours(family, width, variant):
   np.testing.assert_allclose(got, want, atol=1e-4, rtol=0)
 
 
+# Slow: a full V3-Small's evaluation. `experiments.evaluate` of imported weights runs in the
+# default suite on timm's (test_timm_import.py), torchvision's conversion in the tests above.
+@pytest.mark.slow
 def test_evaluate_imported_weights(tmp_path):
   """`experiments.evaluate --init_from=...`: the imported model scores on the eval split."""
   _, reference = _models('v3_small', 1.0)

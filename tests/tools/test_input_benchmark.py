@@ -44,6 +44,9 @@ def _run(*flags):
                         env=env, capture_output=True, text=True, timeout=300)
 
 
+# A whole benchmark run (both pipelines, every cell) in subprocesses: slow. The JPEG set it
+# reads and its one-line errors are the default run's.
+@pytest.mark.slow
 def test_the_benchmark_measures_every_cell_beside_torchvision(tmp_path):
   out = tmp_path / 'input.json'
   done = _run(f'--data_dir={tmp_path}', '--images=12', '--batch=4', '--repeats=1', '--cores=1',

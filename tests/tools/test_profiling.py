@@ -64,6 +64,9 @@ def profiled():
   return profiling.profile_step(config, 'train', batch=16, steps=2)  # 2 a device
 
 
+# Profiling a real step costs the suite more than a minute; the classing and the self times
+# that it sums are the tests above, on fixed traces.
+@pytest.mark.slow
 def test_a_real_step_is_split_into_every_kind_of_op(profiled):
   classes = profiled['classes_ms']
   assert set(classes) == set(profiling.CLASSES)
@@ -118,6 +121,8 @@ def test_pytorch_ops_are_classed_like_ours():
       expected for _, expected in TORCH_EXPECTED]
 
 
+# PyTorch's real step beside ours: slow as the test above (its classing is the test before).
+@pytest.mark.slow
 def test_pytorch_profile_sits_beside_ours_in_milliseconds_of_each_step(profiled):
   config = v3_small.get_config()  # full width: torchvision's narrower V3 is another network
   config.input.image_size = 32

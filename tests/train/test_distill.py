@@ -152,6 +152,9 @@ def test_a_distilled_step_learns_from_the_teachers_and_one_device_equals_eight(t
   assert losses_1[0] == pytest.approx(float(0.3 * ce + 0.7 * 4.0 * kl), rel=1e-4)
 
 
+# Slow: two tiny runs with teachers. The distilled step itself (and 1 device against 8) is the
+# test above; a resume that changes other fields is refused in test_loop.py.
+@pytest.mark.slow
 def test_a_distilled_run_records_its_teachers_and_a_resume_with_a_changed_one_is_refused(
     teacher_runs, tmp_path, capsys):
   wide, same = teacher_runs

@@ -295,6 +295,9 @@ def test_resuming_with_another_architecture_is_refused_and_overwrites_nothing(tm
   assert {p: p.stat().st_mtime_ns for p in tmp_path.rglob('*')} == before
 
 
+# Slow: another network's train and eval programs. V5's layers equal timm's in the default run
+# (interop/test_timm_v5.py), and the loop and checkpoints are the tiny network's tests above.
+@pytest.mark.slow
 def test_a_v5_like_model_without_batch_statistics_trains_and_checkpoints(tmp_path):
   """RMSNorm leaves the model without batch statistics, which the train state, the EMA,
   checkpoints and evaluation all do without."""
