@@ -1,11 +1,14 @@
 """A tiny network and mock-data configs for training tests: compiles in seconds."""
 
+import sys
+
 import orbax.checkpoint as ocp
 import pytest
 import tensorflow_datasets as tfds
 
 from configs import v3_small
 from mobilenet_jax import train
+from mobilenet_jax.errors import Preempted
 from mobilenet_jax.train import checkpointing
 
 TINY_TABLE = (
@@ -86,6 +89,17 @@ RANDOM_STEP = {'model.blocks': TINY_TABLE + (('ir', 3, 32, 16, False, 'relu', 1,
 def mock_data(num_examples: int = 24):
   return tfds.testing.mock_data(num_examples=num_examples,
                                 policy=tfds.testing.MockPolicy.USE_CODE)
+
+
+def train_as_the_command_does(config, workdir: str) -> None:
+  """Trains on mock data and, when preempted, ends as `experiments.train` does (experiments/cli.py):
+  the reason on stderr, the preemption's exit status. The driver of tests that signal a process."""
+  with mock_data():
+    try:
+      train.train_and_evaluate(config, workdir)
+    except Preempted as stop:
+      print(stop, file=sys.stderr)
+      sys.exit(stop.exit_status)
 
 
 def restored_checkpoint(workdir, step: int | None = None) -> dict:

@@ -17,18 +17,11 @@ from tests.train_fixtures import restored_checkpoint
 
 DRIVER = """
 import sys
-from tests.train_fixtures import AUGMENTED, mock_data, tiny_config
-from mobilenet_jax import train
-from mobilenet_jax.errors import Preempted
+from tests.train_fixtures import AUGMENTED, tiny_config, train_as_the_command_does
 # Every augmentation on: what a kill could break (per-example seeds, the mixing key) is used.
 config = tiny_config(num_train_steps=12, checkpoint_every_steps=3, eval_every_steps=12,
                      **AUGMENTED)
-with mock_data():
-  try:
-    train.train_and_evaluate(config, sys.argv[1])
-  except Preempted as stop:
-    print(stop, file=sys.stderr)
-    sys.exit(stop.exit_status)
+train_as_the_command_does(config, sys.argv[1])
 """
 
 

@@ -20,18 +20,11 @@ DRIVER = f"""
 import sys
 from mobilenet_jax.train import parallel
 parallel.initialize_hosts()
-from mobilenet_jax import train
-from mobilenet_jax.errors import Preempted
-from tests.train_fixtures import mock_data, tiny_config
+from tests.train_fixtures import tiny_config, train_as_the_command_does
 # Long enough that the signal comes mid-run; only the stop writes a checkpoint.
 config = tiny_config(num_train_steps=5000, log_every_steps=1, eval_every_steps=5000,
                      checkpoint_every_steps=5000, preemption_check_every_steps={CHECK_EVERY})
-with mock_data():
-  try:
-    train.train_and_evaluate(config, sys.argv[1])
-  except Preempted as stop:
-    print(stop, file=sys.stderr)
-    sys.exit(stop.exit_status)
+train_as_the_command_does(config, sys.argv[1])
 """
 
 
