@@ -11,7 +11,7 @@ ImageNet):
 The paper's multipliers are fields (`--config.model.width_multiplier=0.5`,
 `--config.input.image_size=160`); `python -m experiments.summary --all` prints its grid.
 Variants: `small_image` (28-32 px inputs) and `fashion_mnist`, Fashion-MNIST at 28 px offline
-with the 19-epoch recipe of `common.fashion_mnist`, not run here in full for V1
+with the 21-epoch recipe of `common.fashion_mnist`, not run here in full for V1
 (docs/fashion_mnist_runs.md lists short runs):
   python -m experiments.train --config=configs/v1.py:fashion_mnist --workdir=runs/v1
 

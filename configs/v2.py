@@ -8,7 +8,7 @@ L2 4e-5). Not run here (no ImageNet).
   python -m experiments.train --config=configs/v2.py --workdir=DIR --config.data_dir=...
   python -m experiments.summary --config=configs/v2.py --config.model.width_multiplier=1.4
 
-`:fashion_mnist`, offline at 28 px: the 19-epoch recipe of `common.fashion_mnist`; not run here
+`:fashion_mnist`, offline at 28 px: the 21-epoch recipe of `common.fashion_mnist`; not run here
 in full (docs/fashion_mnist_runs.md lists short runs on a 2-core CPU).
   python -m experiments.train --config=configs/v2.py:fashion_mnist --workdir=runs/v2
 

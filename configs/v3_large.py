@@ -7,7 +7,7 @@ L2 1e-5, dropout 0.2, weight EMA 0.9999). Not run here (no ImageNet).
 
   python -m experiments.train --config=configs/v3_large.py --workdir=DIR --config.data_dir=...
 
-`:fashion_mnist`, offline at 28 px: the 19-epoch recipe of `common.fashion_mnist`; not run here
+`:fashion_mnist`, offline at 28 px: the 21-epoch recipe of `common.fashion_mnist`; not run here
 in full (docs/fashion_mnist_runs.md lists short runs on a 2-core CPU).
   python -m experiments.train --config=configs/v3_large.py:fashion_mnist --workdir=runs/v3l
 
