@@ -69,7 +69,6 @@ def get_base_config() -> ml_collections.ConfigDict:
   # Examples are mixed with a partner from their group of this many consecutive ones (0: from the
   # whole batch, timm's): a group that divides each device's share keeps mixing on the device.
   config.input.mix_group_size = 8
-  config.input.shuffle_buffer = 16_384
   config.input.prefetch_batches = 4
 
   config.model = ml_collections.ConfigDict()
@@ -178,7 +177,6 @@ def fashion_mnist(config: ml_collections.ConfigDict, num_strides: int = 1) -> No
   config.input.crop_padding = 2
   config.input.mean = (0.286 * 255,) * 3
   config.input.std = (0.353 * 255,) * 3
-  config.input.shuffle_buffer = 60_000
   config.input.randaugment_layers = 0
   config.input.random_erasing_prob = 0.0
   config.input.mixup_alpha = 0.0

@@ -47,7 +47,6 @@ def tiny_config(dataset: str = 'cifar10', **fields):
   config.model.bn_momentum = 0.9
   config.input.image_size = 16
   config.input.preprocessing = 'small' if dataset == 'cifar10' else 'imagenet'
-  config.input.shuffle_buffer = 64
   config.batch_size = 8
   config.num_train_steps = 4
   config.optimizer = 'sgd'

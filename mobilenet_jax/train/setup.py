@@ -82,7 +82,6 @@ def _check_input(fields: ml_collections.ConfigDict) -> None:
   errors.check_choice('input.train_interpolation', fields.train_interpolation,
                       preprocessing.INTERPOLATIONS)
   errors.check_choice('input.eval_decode', fields.eval_decode, preprocessing.EVAL_DECODES)
-  errors.check_int('input.shuffle_buffer', fields.shuffle_buffer, minimum=1)
   errors.check_int('input.prefetch_batches', fields.prefetch_batches, minimum=1)
   for field in ('mean', 'std'):
     value = fields[field]

@@ -71,6 +71,9 @@ ADDED_FIELDS = {
     # hosts agree to stop changes no result.
     'input.mix_group_size': 0, 'model.bn_group_size': 0, 'preemption_check_every_steps': 10,
 }
+# Fields the configs dropped, which older runs' config.json still hold: read without them.
+# `input.shuffle_buffer` shuffled nothing once each host read its records by index (d6eee5a).
+REMOVED_FIELDS = ('input.shuffle_buffer',)
 
 
 def read_metrics(workdir: str) -> list[dict]:
@@ -95,16 +98,23 @@ def read_config(workdir: str) -> ml_collections.ConfigDict:
   path = join(workdir, CONFIG_FILE)
   if not gfile().exists(path):
     raise MissingRun(f'--workdir={workdir} holds no run ({path} is missing)')
-  return ml_collections.ConfigDict(_with_added_fields(read_json(path)))
+  return ml_collections.ConfigDict(_in_todays_fields(read_json(path)))
 
 
-def _with_added_fields(saved: dict) -> dict:
+def _in_todays_fields(saved: dict) -> dict:
+  """A saved config with the fields added since filled in and the ones removed since dropped."""
   for dotted, value in ADDED_FIELDS.items():
     *parents, name = dotted.split('.')
     section = saved
     for parent in parents:
       section = section.setdefault(parent, {})
     section.setdefault(name, value)
+  for dotted in REMOVED_FIELDS:
+    *parents, name = dotted.split('.')
+    section = saved
+    for parent in parents:
+      section = section.get(parent, {})
+    section.pop(name, None)
   return saved
 
 
@@ -137,7 +147,7 @@ def changed_fields(workdir: str, config: ml_collections.ConfigDict) -> list[str]
       else:
         out[prefix + key] = value
     return out
-  saved = flat(_plain(_with_added_fields(read_json(join(workdir, CONFIG_FILE)))))
+  saved = flat(_plain(_in_todays_fields(read_json(join(workdir, CONFIG_FILE)))))
   now = flat(_plain(config.to_dict()))
   return sorted(k for k in now.keys() | saved.keys() if now.get(k) != saved.get(k))
 

@@ -250,7 +250,6 @@ def test_a_nan_loss_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint(
     ('input.mean', (120.0, 120.0), 'input.mean=(120.0, 120.0) is not allowed; it must be 3'),
     ('input.std', (0.0, 0.0, 0.0), 'input.std=(0.0, 0.0, 0.0) is not allowed; every value'),
     ('input.crop_padding', -3, 'input.crop_padding=-3 is not allowed'),
-    ('input.shuffle_buffer', 0, 'input.shuffle_buffer=0 is not allowed'),
     ('input.train_interpolation', 'lanczos', "input.train_interpolation='lanczos' is not "
                                              "allowed; choose one of: 'area', 'bicubic'"),
     ('input.eval_decode', 'crop', "input.eval_decode='crop' is not allowed; choose one of: "

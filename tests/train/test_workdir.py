@@ -46,8 +46,10 @@ def test_a_config_written_before_fields_were_added_reads_with_their_old_meaning(
     for parent in parents:
       section = section[parent]
     del section[name]
+  written['input']['shuffle_buffer'] = 16_384  # a field removed since (REMOVED_FIELDS)
   path.write_text(json.dumps(written))
   old = run_dir.read_config(str(tmp_path))
+  assert 'shuffle_buffer' not in old.input
   assert old.model.scale_stem and old.input.randaugment_layers == 0
   assert old.body_learning_rate_scale == 1.0
   # The values filled in are today's defaults, but for the resizes, whose defaults changed
