@@ -22,7 +22,7 @@ def tiny():
   # A head wide enough (> 1024 weights a layer) for dynamic-range quantization to apply.
   config = tiny_config(**{'model.head_width': 128, 'model.num_classes': 16})
   model = registry.create_model(config.model)
-  variables = model.init(jax.random.key(0), jnp.zeros((1, SIZE, SIZE, 3)))
+  variables = jax.jit(model.init)(jax.random.key(0), jnp.zeros((1, SIZE, SIZE, 3)))
   images = np.random.default_rng(0).standard_normal((64, SIZE, SIZE, 3)).astype(np.float32)
   return model, variables, images, export.jax_predictor(model, variables)(images[:8])
 
@@ -64,7 +64,7 @@ def test_v5_parts_export_to_tflite(num_classes, quantize, tolerance):
   size = 20  # the MSFA's inputs are 5x5 and 3x3 (upsampled 3 -> 5), resized bilinearly to 2x2
   config = tiny_config(**{**V5_TINY, 'model.head_width': 128, 'model.num_classes': num_classes})
   model = registry.create_model(config.model)
-  variables = model.init(jax.random.key(0), jnp.zeros((1, size, size, 3)))
+  variables = jax.jit(model.init)(jax.random.key(0), jnp.zeros((1, size, size, 3)))
   images = np.random.default_rng(0).standard_normal((64, size, size, 3)).astype(np.float32)
   want = export.jax_predictor(model, variables)(images[:8])
   got = export.tflite_predictor(export.to_tflite(model, variables, size, quantize, images))(
@@ -120,7 +120,7 @@ def test_hybrid_v4_blocks_export_to_tflite(quantize, tolerance):
                           'model.head_width': 128, 'model.head_batch_norm': True,
                           'model.layer_scale_init': 0.5, 'model.num_classes': 16})
   model = registry.create_model(config.model)
-  variables = model.init(jax.random.key(0), jnp.zeros((1, SIZE, SIZE, 3)))
+  variables = jax.jit(model.init)(jax.random.key(0), jnp.zeros((1, SIZE, SIZE, 3)))
   images = np.random.default_rng(0).standard_normal((64, SIZE, SIZE, 3)).astype(np.float32)
   want = export.jax_predictor(model, variables)(images[:8])
   got = export.tflite_predictor(export.to_tflite(model, variables, SIZE, quantize, images))(
