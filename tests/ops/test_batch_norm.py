@@ -27,9 +27,11 @@ def test_batch_norm_matches_flax(shape):
       y, updates = module.apply({'params': params, 'batch_stats': variables['batch_stats']}, x,
                                 mutable=['batch_stats'])
       return jnp.sum(jnp.sin(y) * target), (y, updates['batch_stats'])
-    (_, (y, stats)), grads = jax.value_and_grad(loss, argnums=(0, 1), has_aux=True)(params, x)
+    # Compiled: op by op, the gradient's many small ops cost more than compiling them.
+    (_, (y, stats)), grads = jax.jit(jax.value_and_grad(loss, argnums=(0, 1), has_aux=True))(
+        params, x)
     frozen = module(use_running_average=True, **fields)
-    y_eval = frozen.apply({'params': params, 'batch_stats': stats}, x)
+    y_eval = jax.jit(frozen.apply)({'params': params, 'batch_stats': stats}, x)
     results[name] = (y, stats, grads, y_eval)
   for want, got in zip(*(jax.tree.leaves(results[name]) for name in modules)):
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
