@@ -103,18 +103,15 @@ def read_config(workdir: str) -> ml_collections.ConfigDict:
 
 def _in_todays_fields(saved: dict) -> dict:
   """A saved config with the fields added since filled in and the ones removed since dropped."""
-  for dotted, value in ADDED_FIELDS.items():
+  for dotted in (*ADDED_FIELDS, *REMOVED_FIELDS):
     *parents, name = dotted.split('.')
     section = saved
     for parent in parents:
       section = section.setdefault(parent, {})
-    section.setdefault(name, value)
-  for dotted in REMOVED_FIELDS:
-    *parents, name = dotted.split('.')
-    section = saved
-    for parent in parents:
-      section = section.get(parent, {})
-    section.pop(name, None)
+    if dotted in ADDED_FIELDS:
+      section.setdefault(name, ADDED_FIELDS[dotted])
+    else:
+      section.pop(name, None)
   return saved
 
 
