@@ -92,12 +92,11 @@ def test_model_bn_group_size_reaches_every_batch_norm_of_the_network():
   config = tiny_config(**{'model.bn_group_size': 4})
   images = jax.random.normal(jax.random.key(0), (8, 16, 16, 3))
   logits = {}
-  variables = None  # the group size changes no variable: one init serves the three networks
+  # The group size changes no variable: one init serves the three networks.
+  variables = jax.jit(setup.build_model(config).init)(jax.random.key(1), images[:1])
   for group_size in (0, 4, 8):
     config.model.bn_group_size = group_size
     model = setup.build_model(config)
-    if variables is None:
-      variables = jax.jit(model.init)(jax.random.key(1), images[:1])
     # Compiled: op by op, the three networks' many small ops cost more than compiling them.
     logits[group_size] = jax.jit(functools.partial(
         model.apply, train=True, mutable=['batch_stats']))(
