@@ -43,10 +43,7 @@ def build_model(config) -> nn.Module:
   step (model, image size, batch, optimizer); raises ConfigError before anything compiles."""
   model = registry.create_model(config.model)
   architecture.check_image_size(model.architecture, config.input.image_size)
-  errors.check_int('batch_size', config.batch_size, minimum=1)
-  if config.batch_size % jax.device_count():
-    raise errors.ConfigError(f'batch_size={config.batch_size} is not allowed; it must be '
-                             f'divisible by the {jax.device_count()} devices')
+  parallel.check_batch(config)
   optim.validate(config)
   return model
 

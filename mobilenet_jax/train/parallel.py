@@ -18,6 +18,7 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from mobilenet_jax import errors
 from mobilenet_jax.errors import ConfigError
 from mobilenet_jax.train import distill, mixing, optim, steps
 
@@ -94,6 +95,23 @@ class ParallelSteps:
     dead = jax.device_get(self.dead_channels(state))
     return {**{k: float(v) / count for k, v in sums.items()},
             **{k: int(v) for k, v in dead.items()}}
+
+
+def check_batch(config: ml_collections.ConfigDict) -> None:
+  """The fields that shape the step's batch over the devices: `batch_size` divides evenly, and
+  `input.mix_group_size` and `model.bn_group_size` are 0 (the whole batch) or divide the batch,
+  so that the groups are a function of the config; raises ConfigError before anything compiles."""
+  errors.check_int('batch_size', config.batch_size, minimum=1)
+  devices = jax.device_count()
+  if config.batch_size % devices:
+    raise ConfigError(f'batch_size={config.batch_size} is not allowed; it must be divisible by '
+                      f'the {devices} devices')
+  for field, size in (('input.mix_group_size', config.input.mix_group_size),
+                      ('model.bn_group_size', config.model.bn_group_size)):
+    errors.check_int(field, size, minimum=0)
+    if size and config.batch_size % size:
+      raise ConfigError(f'{field}={size} is not allowed; it must be 0 (the whole batch) or '
+                        f'divide batch_size={config.batch_size}')
 
 
 def compile_steps(model: nn.Module, config: ml_collections.ConfigDict, steps_per_epoch: int,

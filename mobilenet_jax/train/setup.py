@@ -9,7 +9,6 @@ import dataclasses
 import math
 
 import flax.linen as nn
-import jax
 import ml_collections
 import tensorflow_datasets as tfds
 
@@ -18,7 +17,7 @@ from mobilenet_jax.data import datasets, input_pipeline, preprocessing
 from mobilenet_jax.interop import pretrained
 from mobilenet_jax.models import architecture
 from mobilenet_jax.models.registry import create_model
-from mobilenet_jax.train import hosts, optim, teachers, workdir as run_dir
+from mobilenet_jax.train import hosts, optim, parallel, teachers, workdir as run_dir
 
 PREPROCESSING = ('imagenet', 'small')
 # Four times the largest resolution the MobileNet papers train at (384 px for V4's largest):
@@ -50,14 +49,7 @@ def build_model(config: ml_collections.ConfigDict) -> nn.Module:
   model = create_model(config.model)
   architecture.check_image_size(model.architecture, config.input.image_size)
   _check_input(config.input)
-  errors.check_int('batch_size', config.batch_size, minimum=1)
-  devices = jax.device_count()
-  if config.batch_size % devices:
-    raise errors.ConfigError(
-        f'batch_size={config.batch_size} is not allowed; it must be divisible by the '
-        f'{devices} devices')
-  for field in ('input.mix_group_size', 'model.bn_group_size'):
-    _check_group_size(field, config[field.split('.')[0]][field.split('.')[1]], config.batch_size)
+  parallel.check_batch(config)
   if config.num_train_steps <= 0:
     errors.check_positive('num_epochs', config.num_epochs)
   for field in PERIODS:
@@ -108,14 +100,6 @@ def _check_augmentations(fields: ml_collections.ConfigDict) -> None:
                              '(low, high) with 0 < low <= high <= 1, shares of the image')
   for field in ('mixup_alpha', 'cutmix_alpha'):
     errors.check_positive(f'input.{field}', fields[field], allow_zero=True)
-
-
-def _check_group_size(field: str, size, batch_size: int) -> None:
-  """0 (the whole batch) or a divisor of the batch: groups are a function of the config."""
-  errors.check_int(field, size, minimum=0)
-  if size and batch_size % size:
-    raise errors.ConfigError(f'{field}={size} is not allowed; it must be 0 (the whole batch) or '
-                             f'divide batch_size={batch_size}')
 
 
 def num_steps(config: ml_collections.ConfigDict, steps_per_epoch: int) -> int:

@@ -99,3 +99,17 @@ def test_a_teacher_is_timed_only_in_a_train_step_of_ours(mode, compare, tmp_path
   with pytest.raises(ConfigError, match='--teacher times a train step of ours'):
     benchmarking.benchmark(v3_small.get_config(), mode, batch=8, steps=1, rounds=1,
                            compare_torch=compare, teachers=(_tiny_teacher_config(tmp_path),))
+
+
+# The benchmark checks the batch's fields as a run does (`parallel.check_batch`, shared), on the
+# 8 simulated devices, before anything compiles.
+@pytest.mark.parametrize('field, value, message', [
+    ('batch_size', 12, 'batch_size=12 is not allowed; it must be divisible by the 8 devices'),
+    ('model.bn_group_size', 3, 'model.bn_group_size=3 is not allowed; it must be 0'),
+    ('input.mix_group_size', -1, 'input.mix_group_size=-1 is not allowed')])
+def test_the_benchmark_refuses_a_batch_that_a_run_refuses(field, value, message):
+  config = v3_small.get_config()
+  section, _, name = field.rpartition('.')
+  (config[section] if section else config)[name] = value
+  with pytest.raises(ConfigError, match=message):
+    benchmarking.build_model(config)
